@@ -1,0 +1,172 @@
+/**
+ * The helper's command line (spec §1.1-1.4): what each option does, processed in order as
+ * the reference does (so `-h` after a bad option never runs). Pure: lookups are injected.
+ */
+import { getoptLong, type LongOption } from './getopt.js';
+import { DEFAULT_PIDFILE_PATH, DEFAULT_SOCKET_PATH, usageText, versionText } from './help.js';
+import { parseStrtoul } from '../util/strtoul.js';
+import { DEFAULT_SGIO_TIMEOUT_MS } from '../exec/sgio-executor.js';
+
+export interface Options {
+  socketPath: string;
+  socketPathGiven: boolean;
+  pidfile: string;
+  pidfileGiven: boolean;
+  daemonize: boolean;
+  uid: number | null;
+  gid: number | null;
+  /** QEMU `verbose`: 0 with -q, else min(1 + count of -v, 3) (spec §1.3). */
+  verbosity: number;
+  /** QEMU `noisy`: -vv or more without -q. */
+  noisy: boolean;
+  ioTimeoutMs: number;
+}
+
+export type CommandLine =
+  | { kind: 'run'; options: Options }
+  | { kind: 'exit'; code: number; stdout: string; stderr: string };
+
+export interface CommandLineContext {
+  /** argv[0] exactly as invoked. */
+  program: string;
+  posixlyCorrect: boolean;
+  lookupUser: (name: string) => number | null;
+  lookupGroup: (name: string) => number | null;
+  runtime: { node: string; koffi: string };
+}
+
+export const SHORT_OPTIONS = 'hVk:f:dT:u:g:vq';
+/** Key of --io-timeout, which has no short form. */
+const IO_TIMEOUT_KEY = 'io-timeout';
+
+export const LONG_OPTIONS: readonly LongOption[] = [
+  { name: 'help', hasArg: false, key: 'h' },
+  { name: 'version', hasArg: false, key: 'V' },
+  { name: 'socket', hasArg: true, key: 'k' },
+  { name: 'pidfile', hasArg: true, key: 'f' },
+  { name: 'daemon', hasArg: false, key: 'd' },
+  { name: 'trace', hasArg: true, key: 'T' },
+  { name: 'user', hasArg: true, key: 'u' },
+  { name: 'group', hasArg: true, key: 'g' },
+  { name: 'verbose', hasArg: false, key: 'v' },
+  { name: 'quiet', hasArg: false, key: 'q' },
+  // Ours: no existing long option starts with 'i', so every prefix the reference accepts
+  // still means the same.
+  { name: IO_TIMEOUT_KEY, hasArg: true, key: IO_TIMEOUT_KEY },
+];
+
+/** uid_t/gid_t range check of the reference: strtoul, then the value must fit 32 bits. */
+function numericId(text: string): number | null {
+  const value = parseStrtoul(text);
+  if (value === null || value > 0xffffffffn) return null;
+  return Number(value);
+}
+
+const MAX_IO_TIMEOUT_S = Math.floor(0xffffffff / 1000);
+
+function parseTimeoutSeconds(text: string): number | null {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text)) return null;
+  const seconds = Number(text);
+  if (!(seconds > 0) || seconds > MAX_IO_TIMEOUT_S) return null;
+  return Math.max(1, Math.round(seconds * 1000));
+}
+
+function basename(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? path : path.slice(i + 1);
+}
+
+export function parseCommandLine(args: readonly string[], ctx: CommandLineContext): CommandLine {
+  const { program } = ctx;
+  // error_report() prefixes the base name (QEMU error_init); getopt uses argv[0] itself.
+  const prefix = `${basename(program)}: `;
+  const fail = (message: string): CommandLine => ({ kind: 'exit', code: 1, stdout: '', stderr: `${prefix}${message}\n` });
+  const options: Options = {
+    socketPath: DEFAULT_SOCKET_PATH,
+    socketPathGiven: false,
+    pidfile: DEFAULT_PIDFILE_PATH,
+    pidfileGiven: false,
+    daemonize: false,
+    uid: null,
+    gid: null,
+    verbosity: 1,
+    noisy: false,
+    ioTimeoutMs: DEFAULT_SGIO_TIMEOUT_MS,
+  };
+  let loglevel = 1;
+  let quiet = false;
+  const later: string[] = [];
+
+  const events = getoptLong(args, {
+    shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, program, posixlyCorrect: ctx.posixlyCorrect,
+  });
+  for (const ev of events) {
+    if (ev.kind === 'error') {
+      return {
+        kind: 'exit', code: 1, stdout: '',
+        stderr: `${ev.message}\n${prefix}Try \`${program} --help' for more information.\n`,
+      };
+    }
+    const arg = ev.arg ?? '';
+    switch (ev.key) {
+      case 'k':
+        options.socketPath = arg;
+        options.socketPathGiven = true;
+        if (!arg.startsWith('/')) return fail('socket path must be absolute');
+        break;
+      case 'f':
+        options.pidfile = arg;
+        options.pidfileGiven = true;
+        break;
+      case 'u': {
+        const uid = ctx.lookupUser(arg) ?? numericId(arg);
+        if (uid === null) return fail(`invalid user '${arg}'`);
+        options.uid = uid;
+        break;
+      }
+      case 'g': {
+        const gid = ctx.lookupGroup(arg) ?? numericId(arg);
+        if (gid === null) return fail(`invalid group '${arg}'`);
+        options.gid = gid;
+        break;
+      }
+      case 'd':
+        options.daemonize = true;
+        break;
+      case 'q':
+        quiet = true;
+        break;
+      case 'v':
+        loglevel++;
+        break;
+      case 'T':
+        // The reference applies -T at once, during parsing (spec §1.1).
+        return fail('-T/--trace is not supported yet by this implementation');
+      case 'V':
+        return { kind: 'exit', code: 0, stdout: versionText(program, ctx.runtime), stderr: '' };
+      case 'h':
+        return { kind: 'exit', code: 0, stdout: usageText(program), stderr: '' };
+      case IO_TIMEOUT_KEY: {
+        const ms = parseTimeoutSeconds(arg);
+        if (ms === null) {
+          return fail(`invalid I/O timeout '${arg}': expected seconds, more than 0 and at most ${MAX_IO_TIMEOUT_S}`);
+        }
+        options.ioTimeoutMs = ms;
+        break;
+      }
+      default:
+        throw new Error(`Cannot handle option key '${ev.key}'`);
+    }
+  }
+  // Options that parse as the reference but whose features are not built yet: refused,
+  // never silently ignored.
+  if (options.uid !== null) later.push('-u/--user');
+  if (options.gid !== null) later.push('-g/--group');
+  if (options.daemonize) later.push('-d/--daemon');
+  if (options.pidfileGiven) later.push('-f/--pidfile');
+  if (later.length > 0) return fail(`${later.join(', ')}: not supported yet by this implementation`);
+
+  options.noisy = !quiet && loglevel >= 3;
+  options.verbosity = quiet ? 0 : Math.min(loglevel, 3);
+  return { kind: 'run', options };
+}

@@ -1,0 +1,18 @@
+/**
+ * The contract every executor honours (spec §3.7):
+ * - `execute` never rejects for a SCSI failure: every device or OS error is a ScsiOutcome
+ *   (status + sense). A rejection means a bug, and the connection is dropped.
+ * - the request's fd is borrowed: the executor never closes it or keeps it past completion.
+ * - it never blocks the event loop; a slow device delays only its own request.
+ * Response size limits are enforced when the response is encoded, whatever the outcome says.
+ */
+import type { ScsiOutcome } from '../scsi/constants.js';
+import type { PrRequest } from '../protocol/session.js';
+
+export interface ScsiExecutor {
+  execute(request: PrRequest): Promise<ScsiOutcome>;
+  /** Requests currently executing. */
+  readonly inFlight: number;
+  /** Releases threads and memory once nothing is in flight. */
+  close(): void;
+}

@@ -1,0 +1,205 @@
+/**
+ * Runs one client connection: the pure Session over raw socket calls. Data flows one way:
+ * socket → session → executor → session → socket. One request at a time, as QEMU's helper
+ * does: reading stops while a request executes and its response is written, and resumes
+ * afterwards (pipelined requests wait in the socket buffer).
+ *
+ * fd ownership: the connection owns its socket and every fd received on it until closed.
+ * A request's fd is closed as soon as its execution settles, before the response is sent
+ * (spec §3.5 row 7), even if the connection is gone by then.
+ */
+import { Session, type PrRequest, type Step } from '../protocol/session.js';
+import { PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
+import type { ScsiExecutor } from '../exec/executor.js';
+import type { ScsiOutcome } from '../scsi/constants.js';
+import { closeFd } from '../sys/fd.js';
+import { FdWatcher, type Readiness } from '../sys/poll.js';
+import { MessageReceiver, sendBytes } from '../sys/socket.js';
+import { SyscallError } from '../sys/errors.js';
+import type { Logger } from '../log/logger.js';
+
+export interface ConnectionDeps {
+  executor: ScsiExecutor;
+  log: Logger;
+  /** Called once, after the socket is closed. */
+  onClosed: (connection: Connection) => void;
+}
+
+/** Reads per wake-up before yielding to other connections. */
+const MAX_READS_PER_WAKEUP = 64;
+
+export class Connection {
+  readonly fd: number;
+  readonly #deps: ConnectionDeps;
+  readonly #session = new Session();
+  readonly #receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
+  readonly #watcher: FdWatcher;
+  #pending: Uint8Array | null = null;
+  #executing = false;
+  #draining = false;
+  #closed = false;
+
+  constructor(fd: number, deps: ConnectionDeps) {
+    this.fd = fd;
+    this.#deps = deps;
+    this.#watcher = new FdWatcher(fd, (r) => this.#onReady(r));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** True while a request executes or its response is being written. */
+  get busy(): boolean {
+    return this.#executing || this.#pending !== null;
+  }
+
+  /** Sends the feature word (spec §3.2) and starts reading. */
+  start(): void {
+    this.#write(Session.greeting());
+  }
+
+  /**
+   * Shutdown: no new request is read. An idle connection closes now; a busy one closes
+   * after its response is written (spec §1.8).
+   */
+  drain(): void {
+    this.#draining = true;
+    if (!this.busy) this.close();
+  }
+
+  #onReady(r: Readiness): void {
+    if (this.#closed) return;
+    try {
+      if (r.writable && this.#pending !== null) this.#flush();
+      else if (r.readable || r.hangup || r.failed) this.#read();
+    } catch (error) {
+      // A bug must cost one connection, not the helper.
+      this.#deps.log.error(`Internal error on connection ${this.fd}: ${describe(error)}`);
+      this.close();
+    }
+  }
+
+  #read(): void {
+    for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.#closed && !this.busy && !this.#draining; i++) {
+      const need = this.#session.need();
+      if (need === null) return;
+      const got = this.#receiver.receive(this.fd, need.length);
+      switch (got.kind) {
+        case 'again':
+          return;
+        case 'eof':
+        case 'error': {
+          const fds = got.kind === 'eof' ? got.fds : [];
+          const end = this.#session.end();
+          closeAll([...fds, ...end.discardFds]);
+          if (got.kind === 'error') this.#deps.log.error(`Unable to read from socket: ${got.error.message.replace(/^recvmsg: /, '')}`);
+          else if (end.error) this.#deps.log.error(end.error.message);
+          this.close();
+          return;
+        }
+        case 'data':
+          if (got.truncated && need.acceptsFds) {
+            // MSG_CTRUNC: the kernel dropped fds that did not fit, so this CDB came with
+            // more than one (spec §3.5 row 2).
+            closeAll(got.fds);
+            this.#deps.log.error('More than one file descriptor in request, closing socket.');
+            this.close();
+            return;
+          }
+          this.#handle(this.#session.feed(got.bytes, got.fds));
+      }
+    }
+  }
+
+  #handle(step: Step): void {
+    closeAll(step.discardFds);
+    if (step.kind === 'close') {
+      this.#deps.log.error(step.error.message);
+      this.close();
+    } else if (step.kind === 'execute') {
+      this.#execute(step.request);
+    }
+  }
+
+  #execute(request: PrRequest): void {
+    this.#executing = true;
+    this.#watcher.set({ readable: false, writable: false });
+    let settled: Promise<ScsiOutcome>;
+    try {
+      settled = this.#deps.executor.execute(request);
+    } catch (error) {
+      settled = Promise.reject(error);
+    }
+    settled.then(
+      (outcome) => this.#executed(request, outcome),
+      (error: unknown) => {
+        closeFd(request.fd);
+        this.#executing = false;
+        this.#deps.log.error(`Internal error executing a request: ${describe(error)}`);
+        this.close();
+      },
+    );
+  }
+
+  #executed(request: PrRequest, outcome: ScsiOutcome): void {
+    closeFd(request.fd);
+    this.#executing = false;
+    if (this.#closed) return;
+    this.#write(this.#session.respond(request, outcome));
+  }
+
+  #write(bytes: Uint8Array): void {
+    this.#pending = bytes;
+    this.#flush();
+  }
+
+  #flush(): void {
+    let pending = this.#pending;
+    while (pending !== null && pending.length > 0) {
+      let sent;
+      try {
+        sent = sendBytes(this.fd, pending);
+      } catch (error) {
+        this.#pending = null;
+        const reason = error instanceof SyscallError ? error.message.replace(/^send: /, '') : describe(error);
+        this.#deps.log.error(`Unable to write to socket: ${reason}`);
+        this.close();
+        return;
+      }
+      if (sent.kind === 'again') {
+        this.#pending = pending;
+        this.#watcher.set({ readable: false, writable: true });
+        return;
+      }
+      pending = pending.subarray(sent.count);
+    }
+    this.#pending = null;
+    if (this.#draining) {
+      this.close();
+      return;
+    }
+    // Level-triggered: a pipelined request already queued wakes us at once.
+    this.#watcher.set({ readable: true, writable: false });
+  }
+
+  /** Closes the socket (idempotent). An executing request's fd is closed when it settles. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pending = null;
+    closeAll(this.#session.end().discardFds);
+    this.#watcher.close();
+    closeFd(this.fd);
+    this.#receiver.free();
+    this.#deps.onClosed(this);
+  }
+}
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) closeFd(fd);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,54 @@
+import { constants } from 'node:os';
+import { libc } from './libc.js';
+
+const ERRNO_NAMES = new Map<number, string>();
+for (const [name, value] of Object.entries(constants.errno)) {
+  if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
+}
+
+/** Linux errno values the layers above need to tell apart. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  ENODEV: 19,
+  EINVAL: 22,
+  EMFILE: 24,
+  ENFILE: 23,
+  ENOTTY: 25,
+  ENOSPC: 28,
+  EDOM: 33,
+  EBADE: 52,
+  ENODATA: 61,
+  ENOTSOCK: 88,
+  ECONNABORTED: 103,
+  ENOBUFS: 105,
+  EREMOTEIO: 121,
+  ENOMEDIUM: 123,
+} as const;
+
+/** The C library's text for an errno value, as strerror(3) prints it. */
+export function describeErrno(errno: number): string {
+  return libc.strerror(errno);
+}
+
+/** A failed system call: the syscall name, the errno value and its symbolic code. */
+export class SyscallError extends Error {
+  readonly syscall: string;
+  readonly errno: number;
+  readonly code: string;
+
+  constructor(syscall: string, errno: number, options?: ErrorOptions) {
+    super(`${syscall}: ${describeErrno(errno)}`, options);
+    this.name = 'SyscallError';
+    this.syscall = syscall;
+    this.errno = errno;
+    this.code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Typed wrappers for the descriptor-level calls. Each wrapper either returns a plain value
+ * or throws SyscallError; no caller sees errno numbers or pointers.
+ */
+import { libc, lastErrno } from './libc.js';
+import { Errno, SyscallError } from './errors.js';
+import {
+  EFD_CLOEXEC, EFD_NONBLOCK, F_GETFL, F_SETFL, F_GETFD, F_SETFD, FD_CLOEXEC, O_ACCMODE, O_RDONLY,
+  O_WRONLY, O_NONBLOCK,
+} from './layouts.js';
+
+/** Closes a descriptor. EINTR and EBADF are not retried: on Linux the fd is gone either way. */
+export function closeFd(fd: number): void {
+  libc.close(fd);
+}
+
+export type AccessMode = 'read-only' | 'write-only' | 'read-write';
+
+/** The fd's open mode (fcntl F_GETFL & O_ACCMODE). */
+export function accessMode(fd: number): AccessMode {
+  const flags = libc.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) throw new SyscallError('fcntl', lastErrno());
+  const mode = flags & O_ACCMODE;
+  if (mode === O_RDONLY) return 'read-only';
+  if (mode === O_WRONLY) return 'write-only';
+  return 'read-write';
+}
+
+/** Sets FD_CLOEXEC, which also proves the fd is open (EBADF otherwise). */
+export function setCloseOnExec(fd: number): void {
+  const flags = libc.fcntl(fd, F_GETFD, 0);
+  if (flags < 0 || libc.fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+    throw new SyscallError('fcntl', lastErrno());
+  }
+}
+
+export function setNonBlocking(fd: number): void {
+  const flags = libc.fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || libc.fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    throw new SyscallError('fcntl', lastErrno());
+  }
+}
+
+/** True when `fd` is an open descriptor. */
+export function isOpenFd(fd: number): boolean {
+  return libc.fcntl(fd, F_GETFD, 0) >= 0 || lastErrno() !== Errno.EBADF;
+}
+
+/** A nonblocking eventfd counter: worker threads bump it, the main loop polls it. */
+export class EventCounter {
+  readonly fd: number;
+  readonly #buf = new Uint8Array(8);
+
+  constructor() {
+    const fd = libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw new SyscallError('eventfd', lastErrno());
+    this.fd = fd;
+  }
+
+  /** Resets the counter; returns false when it was already zero. */
+  drain(): boolean {
+    return libc.read(this.fd, this.#buf, 8) === 8;
+  }
+
+  close(): void {
+    libc.close(this.fd);
+  }
+}
+
+/**
+ * _exit(2): ends the process without joining worker threads. Used only when an SG_IO thread
+ * is still stuck in the kernel at shutdown, where process.exit() would wait for it.
+ */
+export function exitImmediately(code: number): never {
+  libc._exit(code);
+  throw new Error('unreachable: _exit returned');
+}

@@ -1,0 +1,124 @@
+/**
+ * The raw koffi declarations of every libc function the helper calls. This is the only
+ * module that loads native code, and the only one where `any` appears: koffi functions are
+ * untyped, so each is given its exact TypeScript signature here and nowhere else.
+ *
+ * Rules (spec/ffi.md §1, §7):
+ * - Variadic functions (ioctl, fcntl) get fixed prototypes: koffi cannot call variadic
+ *   functions asynchronously, and a fixed prototype is ABI-safe on Linux x86_64/aarch64.
+ * - Pointers that end up stored inside structs (msghdr, sg_io_hdr) are passed as
+ *   `uintptr_t` numbers into memory from `koffi.alloc`, which never moves.
+ * - errno must be read with `koffi.errno()` immediately after the call.
+ */
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const koffi: any = require('koffi');
+
+const lib: any = koffi.load('libc.so.6');
+
+/** Native memory that never moves; `view` is a zero-copy window onto it. */
+export interface NativeBlock {
+  readonly handle: unknown;
+  readonly address: number;
+  readonly view: ArrayBuffer;
+}
+
+export interface PollEvents {
+  readable: boolean;
+  writable: boolean;
+  disconnect: boolean;
+}
+
+export interface PollHandle {
+  start(opts: { readable?: boolean; writable?: boolean }, cb: (status: number, ev: PollEvents) => void): void;
+  stop(): void;
+  close(): void;
+  unref(): void;
+  ref(): void;
+}
+
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  listen(fd: number, backlog: number): number;
+  connect(fd: number, addr: Uint8Array, len: number): number;
+  accept4(fd: number, addr: number, addrlen: number, flags: number): number;
+  recvmsg(fd: number, msg: number, flags: number): number;
+  sendmsg(fd: number, msg: number, flags: number): number;
+  send(fd: number, buf: Uint8Array, len: number, flags: number): number;
+  read(fd: number, buf: Uint8Array, len: number): number;
+  write(fd: number, buf: Uint8Array, len: number): number;
+  close(fd: number): number;
+  fcntl(fd: number, cmd: number, arg: number): number;
+  ioctl(fd: number, request: number, arg: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
+  getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
+  rename(from: string, to: string): number;
+  unlink(path: string): number;
+  eventfd(initval: number, flags: number): number;
+  strerror(errnum: number): string;
+  _exit(status: number): void;
+  getpwnam(name: string): unknown;
+  getgrnam(name: string): unknown;
+}
+
+export const libc: Libc = {
+  socket: lib.func('int socket(int domain, int type, int protocol)'),
+  bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+  listen: lib.func('int listen(int fd, int backlog)'),
+  connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
+  accept4: lib.func('int accept4(int fd, uintptr_t addr, uintptr_t addrlen, int flags)'),
+  recvmsg: lib.func('long recvmsg(int fd, uintptr_t msg, int flags)'),
+  sendmsg: lib.func('long sendmsg(int fd, uintptr_t msg, int flags)'),
+  send: lib.func('long send(int fd, const void *buf, size_t len, int flags)'),
+  read: lib.func('long read(int fd, void *buf, size_t len)'),
+  write: lib.func('long write(int fd, const void *buf, size_t len)'),
+  close: lib.func('int close(int fd)'),
+  fcntl: lib.func('int fcntl(int fd, int cmd, long arg)'),
+  ioctl: lib.func('int ioctl(int fd, unsigned long request, uintptr_t arg)'),
+  getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+  getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
+  rename: lib.func('int rename(const char *from, const char *to)'),
+  unlink: lib.func('int unlink(const char *path)'),
+  eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
+  strerror: lib.func('const char *strerror(int errnum)'),
+  _exit: lib.func('void _exit(int status)'),
+  getpwnam: lib.func('void *getpwnam(const char *name)'),
+  getgrnam: lib.func('void *getgrnam(const char *name)'),
+};
+
+/** Reads a uint32 at `offset` of a struct returned by a libc call (null-safe). */
+export function readU32At(pointer: unknown, offset: number): number | null {
+  if (pointer === null || pointer === undefined) return null;
+  return koffi.decode(pointer, offset, 'uint32_t') as number;
+}
+
+/** errno of the calling thread, as left by the last koffi call. */
+export function lastErrno(): number {
+  return koffi.errno() as number;
+}
+
+export function allocNative(size: number): NativeBlock {
+  const handle: unknown = koffi.alloc('uint8_t', size);
+  const address = Number(koffi.address(handle));
+  const view = koffi.view(handle, size) as ArrayBuffer;
+  new Uint8Array(view).fill(0);
+  return { handle, address, view };
+}
+
+export function freeNative(block: NativeBlock): void {
+  koffi.free(block.handle);
+}
+
+/** koffi's uv_poll_t on Node's own loop (undocumented in 3.3.4: see spec/ffi.md §2). */
+export function pollFd(
+  fd: number,
+  opts: { readable?: boolean; writable?: boolean },
+  cb: (status: number, ev: PollEvents) => void,
+): PollHandle {
+  return koffi.node.poll(fd, opts, cb) as PollHandle;
+}
+
+export const KOFFI_VERSION: string = koffi.version as string;

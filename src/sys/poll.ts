@@ -1,0 +1,75 @@
+/**
+ * Readiness for our own nonblocking sockets from libuv itself: koffi.node.poll is a uv_poll_t
+ * on Node's main loop (spec/ffi.md §2). It is undocumented in koffi 3.3.4, which is pinned;
+ * this adapter is the only user. Quirks handled here:
+ * - the callback is called as (status, events), not (events) as koffi's .d.ts says;
+ * - it is level-triggered, so interest must be dropped while a request executes;
+ * - the handle must be closed before the fd (uv_close before close(2));
+ * - uv_poll_init makes the fd nonblocking, so never poll an fd a client sent us.
+ */
+import { pollFd, type PollHandle } from './libc.js';
+
+export interface Readiness {
+  readable: boolean;
+  writable: boolean;
+  /** Peer hung up or the fd is in error; reading reports the details. */
+  hangup: boolean;
+  /** A negative libuv status: polling itself failed. */
+  failed: boolean;
+}
+
+export interface Interest {
+  readable: boolean;
+  writable: boolean;
+}
+
+/** Watches one fd for readiness on Node's event loop. */
+export class FdWatcher {
+  readonly fd: number;
+  #handle: PollHandle | null = null;
+  #readable = false;
+  #writable = false;
+  #closed = false;
+  readonly #onReady: (status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean }) => void;
+
+  constructor(fd: number, onReady: (r: Readiness) => void) {
+    this.fd = fd;
+    this.#onReady = (status, ev) => {
+      onReady({
+        readable: status >= 0 && ev.readable,
+        writable: status >= 0 && ev.writable,
+        hangup: status >= 0 && ev.disconnect,
+        failed: status < 0,
+      });
+    };
+  }
+
+  /** Changes what wakes us; no interest at all stops the poll (it stays allocated). */
+  set(interest: Interest): void {
+    if (this.#closed) return;
+    if (interest.readable === this.#readable && interest.writable === this.#writable) return;
+    this.#readable = interest.readable;
+    this.#writable = interest.writable;
+    if (!interest.readable && !interest.writable) {
+      this.#handle?.stop();
+      return;
+    }
+    const opts = { readable: interest.readable, writable: interest.writable };
+    if (this.#handle === null) this.#handle = pollFd(this.fd, opts, this.#onReady);
+    else this.#handle.start(opts, this.#onReady);
+  }
+
+  /** Keeps (or stops keeping) the process alive while watching. */
+  ref(keepAlive: boolean): void {
+    if (keepAlive) this.#handle?.ref();
+    else this.#handle?.unref();
+  }
+
+  /** Stops for good; must be called before the fd itself is closed. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#handle?.close();
+    this.#handle = null;
+  }
+}

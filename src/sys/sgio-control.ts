@@ -1,0 +1,16 @@
+/** Layout of the SharedArrayBuffer shared by SgIoThread and its worker (Int32 slots). */
+export const Control = {
+  STATE: 0,
+  FD: 1,
+  ADDR_LO: 2,
+  ADDR_HI: 3,
+  ERRNO: 4,
+  SIZE: 8,
+} as const;
+
+export const State = {
+  IDLE: 0,
+  REQUEST: 1,
+  DONE: 2,
+  EXIT: 3,
+} as const;

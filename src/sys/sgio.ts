@@ -1,0 +1,170 @@
+/**
+ * ioctl(SG_IO) on dedicated threads. Each SgIoThread is one worker_thread that owns one
+ * native request area (sg_io_hdr, CDB, sense, data). The main thread fills the area, hands
+ * the worker the fd and the area's address through a SharedArrayBuffer, and the worker runs
+ * the ioctl synchronously, stores errno and bumps a shared eventfd. SG_IO may block for the
+ * whole SCSI timeout; only its own thread waits (spec/ffi.md §3, ecosystem.md D.5 item 5).
+ */
+import { Worker } from 'node:worker_threads';
+import { allocNative, freeNative, type NativeBlock } from './libc.js';
+import { SyscallError } from './errors.js';
+import {
+  SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
+} from './layouts.js';
+import { Control, State } from './sgio-control.js';
+
+/** Sizes of the request area; the protocol layer never asks for more. */
+export const SGIO_MAX_CDB = 16;
+export const SGIO_SENSE_SIZE = 96;
+export const SGIO_MAX_DATA = 8192;
+
+const HDR_OFF = 0;
+const CDB_OFF = 96;
+const SENSE_OFF = CDB_OFF + SGIO_MAX_CDB;
+const DATA_OFF = SENSE_OFF + SGIO_SENSE_SIZE;
+const AREA_SIZE = DATA_OFF + SGIO_MAX_DATA;
+
+export type SgIoDirection = 'none' | 'to-device' | 'from-device';
+
+export interface SgIoCommand {
+  /** The CDB bytes to send; its length is cmd_len. */
+  cdb: Uint8Array;
+  direction: SgIoDirection;
+  /** dxfer_len. For 'to-device', `data` holds exactly this many bytes. */
+  transferLength: number;
+  data?: Uint8Array;
+  timeoutMs: number;
+}
+
+export interface SgIoResult {
+  /** Symbolic errno (e.g. 'ENOTTY') when the ioctl itself failed, else null. */
+  error: string | null;
+  status: number;
+  hostStatus: number;
+  driverStatus: number;
+  resid: number;
+  /** All 96 sense bytes; zero beyond what the kernel wrote (spec §9 item 5). */
+  sense: Uint8Array;
+  /** The first transferLength bytes of the data area ('from-device' only, else empty). */
+  data: Uint8Array;
+}
+
+const DIRECTION: Record<SgIoDirection, number> = {
+  'none': SG_DXFER_NONE,
+  'to-device': SG_DXFER_TO_DEV,
+  'from-device': SG_DXFER_FROM_DEV,
+};
+
+const WORKER_URL = new URL('./sgio-thread-main.js', import.meta.url);
+
+/** One SG_IO worker thread with its request area. */
+export class SgIoThread {
+  readonly #worker: Worker;
+  readonly #control: Int32Array;
+  readonly #area: NativeBlock;
+  readonly #u8: Uint8Array;
+  readonly #dv: DataView;
+  #direction: SgIoDirection = 'none';
+  #transferLength = 0;
+  #freed = false;
+  /** Called if the thread dies (it never should); the pool fails its request. */
+  onExit: ((error: Error | null) => void) | null = null;
+
+  constructor(completionFd: number) {
+    this.#area = allocNative(AREA_SIZE);
+    this.#u8 = new Uint8Array(this.#area.view);
+    this.#dv = new DataView(this.#area.view);
+    this.#control = new Int32Array(new SharedArrayBuffer(Control.SIZE * 4));
+    this.#worker = new Worker(WORKER_URL, {
+      workerData: { control: this.#control.buffer, completionFd },
+      // The thread does nothing but wait and ioctl: keep its heap small.
+      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
+      stdout: false,
+      stderr: false,
+    });
+    this.#worker.unref();
+    this.#worker.on('error', (err) => this.onExit?.(err));
+    this.#worker.on('exit', () => this.onExit?.(null));
+  }
+
+  /** Starts `command` on `fd` (borrowed: the caller closes it after completion). */
+  start(fd: number, command: SgIoCommand): void {
+    if (Atomics.load(this.#control, Control.STATE) !== State.IDLE) {
+      throw new Error('Cannot start SG_IO: the thread is busy');
+    }
+    const { cdb, transferLength } = command;
+    if (cdb.length < 1 || cdb.length > SGIO_MAX_CDB || transferLength < 0 || transferLength > SGIO_MAX_DATA) {
+      throw new RangeError(`Cannot start SG_IO: CDB length ${cdb.length} or transfer length ${transferLength} out of range`);
+    }
+    const base = this.#area.address;
+    const u8 = this.#u8;
+    const dv = this.#dv;
+    u8.fill(0, HDR_OFF, DATA_OFF);
+    u8.set(cdb, CDB_OFF);
+    if (command.direction === 'to-device' && command.data) u8.set(command.data.subarray(0, transferLength), DATA_OFF);
+    else u8.fill(0, DATA_OFF, DATA_OFF + transferLength);
+    dv.setInt32(HDR_OFF + SG_IO_HDR.INTERFACE_ID, SG_INTERFACE_ID, true);
+    dv.setInt32(HDR_OFF + SG_IO_HDR.DXFER_DIRECTION, DIRECTION[command.direction], true);
+    dv.setUint8(HDR_OFF + SG_IO_HDR.CMD_LEN, cdb.length);
+    dv.setUint8(HDR_OFF + SG_IO_HDR.MX_SB_LEN, SGIO_SENSE_SIZE);
+    dv.setUint32(HDR_OFF + SG_IO_HDR.DXFER_LEN, transferLength, true);
+    dv.setBigUint64(HDR_OFF + SG_IO_HDR.DXFERP, BigInt(base + DATA_OFF), true);
+    dv.setBigUint64(HDR_OFF + SG_IO_HDR.CMDP, BigInt(base + CDB_OFF), true);
+    dv.setBigUint64(HDR_OFF + SG_IO_HDR.SBP, BigInt(base + SENSE_OFF), true);
+    dv.setUint32(HDR_OFF + SG_IO_HDR.TIMEOUT, command.timeoutMs, true);
+    this.#direction = command.direction;
+    this.#transferLength = transferLength;
+
+    const c = this.#control;
+    c[Control.FD] = fd;
+    const address = base + HDR_OFF;
+    c[Control.ADDR_LO] = address % 0x1_0000_0000 | 0;
+    c[Control.ADDR_HI] = Math.floor(address / 0x1_0000_0000);
+    c[Control.ERRNO] = 0;
+    Atomics.store(c, Control.STATE, State.REQUEST);
+    Atomics.notify(c, Control.STATE);
+  }
+
+  /** True once the started ioctl has returned. */
+  get done(): boolean {
+    return Atomics.load(this.#control, Control.STATE) === State.DONE;
+  }
+
+  /** The result of the finished ioctl (copied out); the thread becomes idle. */
+  takeResult(): SgIoResult {
+    const c = this.#control;
+    if (Atomics.load(c, Control.STATE) !== State.DONE) throw new Error('Cannot take the SG_IO result: not done');
+    const errno = c[Control.ERRNO] ?? 0;
+    const dv = this.#dv;
+    const result: SgIoResult = {
+      error: errno === 0 ? null : new SyscallError('ioctl', errno).code,
+      status: dv.getUint8(HDR_OFF + SG_IO_HDR.STATUS),
+      hostStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.HOST_STATUS, true),
+      driverStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.DRIVER_STATUS, true),
+      resid: dv.getInt32(HDR_OFF + SG_IO_HDR.RESID, true),
+      sense: this.#u8.slice(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE),
+      data: this.#direction === 'from-device'
+        ? this.#u8.slice(DATA_OFF, DATA_OFF + this.#transferLength)
+        : new Uint8Array(0),
+    };
+    Atomics.store(c, Control.STATE, State.IDLE);
+    return result;
+  }
+
+  get busy(): boolean {
+    return Atomics.load(this.#control, Control.STATE) !== State.IDLE;
+  }
+
+  /**
+   * Asks an idle thread to end. A busy one is left alone: its ioctl holds the request area,
+   * which is freed only when the thread is gone.
+   */
+  stop(): void {
+    if (this.#freed) return;
+    if (Atomics.compareExchange(this.#control, Control.STATE, State.IDLE, State.EXIT) === State.IDLE) {
+      Atomics.notify(this.#control, Control.STATE);
+      this.#freed = true;
+      this.#worker.once('exit', () => freeNative(this.#area));
+    }
+  }
+}
