@@ -1,0 +1,172 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseCommandLine, type CommandLine, type CommandLineContext } from '../../src/cli/options.js';
+import { getoptLong, type GetoptEvent } from '../../src/cli/getopt.js';
+import { LONG_OPTIONS, SHORT_OPTIONS } from '../../src/cli/options.js';
+import { checkActivation } from '../../src/server/activation.js';
+import { parseStrtoul } from '../../src/util/strtoul.js';
+
+const P = '/usr/bin/qemu-pr-helper';
+const ctx: CommandLineContext = {
+  program: P,
+  posixlyCorrect: false,
+  lookupUser: (n) => ({ nobody: 65534, root: 0 } as Record<string, number>)[n] ?? null,
+  lookupGroup: (n) => ({ nogroup: 65534, disk: 6 } as Record<string, number>)[n] ?? null,
+  runtime: { node: 'v20', koffi: '3.3.4' },
+};
+const TRY = `qemu-pr-helper: Try \`${P} --help' for more information.\n`;
+
+function parse(...args: string[]): CommandLine {
+  return parseCommandLine(args, ctx);
+}
+
+function events(...args: string[]): GetoptEvent[] {
+  return [...getoptLong(args, { shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, program: P })];
+}
+
+describe('getopt_long semantics (spec §1.1)', () => {
+  test('every spelling of -k', () => {
+    for (const args of [['-k/a'], ['-k', '/a'], ['--socket=/a'], ['--socket', '/a'], ['--sock', '/a'], ['--s=/a']]) {
+      const r = parse(...args);
+      assert.equal(r.kind, 'run', args.join(' '));
+      assert.ok(r.kind === 'run' && r.options.socketPath === '/a' && r.options.socketPathGiven);
+    }
+  });
+
+  test('clusters, permutation, -- and ignored positionals', () => {
+    assert.deepEqual(events('-vvk/x', 'FILE', '-q', '--', '-h'), [
+      { kind: 'option', key: 'v', arg: null },
+      { kind: 'option', key: 'v', arg: null },
+      { kind: 'option', key: 'k', arg: '/x' },
+      { kind: 'option', key: 'q', arg: null },
+    ]);
+  });
+
+  test('POSIXLY_CORRECT stops at the first non-option', () => {
+    const ev = [...getoptLong(['FILE', '-h'], { shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, program: P, posixlyCorrect: true })];
+    assert.deepEqual(ev, []);
+  });
+
+  test('a required argument may start with a dash', () => {
+    assert.deepEqual(events('-k', '-v'), [{ kind: 'option', key: 'k', arg: '-v' }]);
+    assert.deepEqual(events('--socket', '--help'), [{ kind: 'option', key: 'k', arg: '--help' }]);
+  });
+
+  const errors: [string[], string][] = [
+    [['--bogus'], `${P}: unrecognized option '--bogus'`],
+    [['--bogus=1'], `${P}: unrecognized option '--bogus=1'`],
+    [['-x'], `${P}: invalid option -- 'x'`],
+    [['-vx'], `${P}: invalid option -- 'x'`],
+    [['-:'], `${P}: invalid option -- ':'`],
+    [['-k'], `${P}: option requires an argument -- 'k'`],
+    [['--socket'], `${P}: option '--socket' requires an argument`],
+    [['--s'], `${P}: option '--socket' requires an argument`],
+    [['--help=1'], `${P}: option '--help' doesn't allow an argument`],
+    [['--vers=1'], `${P}: option '--version' doesn't allow an argument`],
+    [['--=x'], `${P}: option '--=x' is ambiguous; possibilities: '--help' '--version' '--socket' '--pidfile' '--daemon' '--trace' '--user' '--group' '--verbose' '--quiet' '--io-timeout'`],
+  ];
+  for (const [args, message] of errors) {
+    test(`error: ${args.join(' ')}`, () => {
+      assert.deepEqual(parse(...args), { kind: 'exit', code: 1, stdout: '', stderr: `${message}\n${TRY}` });
+    });
+  }
+
+  test('prefixes: --vers is --version, --verb is --verbose, --ver is ambiguous', () => {
+    assert.equal(events('--vers')[0]?.kind === 'option' && (events('--vers')[0] as { key: string }).key, 'V');
+    assert.deepEqual(events('--verb'), [{ kind: 'option', key: 'v', arg: null }]);
+    assert.deepEqual(events('--ver'), [{ kind: 'error', message: `${P}: option '--ver' is ambiguous; possibilities: '--version' '--verbose'` }]);
+  });
+});
+
+describe('helper options', () => {
+  test('-h and -V exit 0 on stdout, in order with errors', () => {
+    const h = parse('-h');
+    assert.ok(h.kind === 'exit' && h.code === 0 && h.stdout.startsWith(`Usage: ${P} [OPTIONS] FILE\n`));
+    const v = parse('--version');
+    assert.ok(v.kind === 'exit' && v.code === 0 && v.stdout.startsWith(`${P} 0.1.0`));
+    assert.match(v.kind === 'exit' ? v.stdout : '', /PR_HELPER_FEATURE_CLEANUP/);
+    assert.equal(parse('--bogus', '-h').kind === 'exit' && (parse('--bogus', '-h') as { code: number }).code, 1);
+    assert.equal((parse('-h', '--bogus') as { code: number }).code, 0);
+  });
+
+  test('relative or empty socket path is refused at once', () => {
+    for (const p of ['rel.sock', '', './x']) {
+      assert.deepEqual(parse('-k', p, '-h'), { kind: 'exit', code: 1, stdout: '', stderr: 'qemu-pr-helper: socket path must be absolute\n' });
+    }
+  });
+
+  test('verbosity arithmetic (spec §1.3)', () => {
+    const v = (...a: string[]): [number, boolean] => {
+      const r = parse(...a);
+      assert.ok(r.kind === 'run');
+      return [r.options.verbosity, r.options.noisy];
+    };
+    assert.deepEqual(v(), [1, false]);
+    assert.deepEqual(v('-v'), [2, false]);
+    assert.deepEqual(v('-vv'), [3, true]);
+    assert.deepEqual(v('-vvvv'), [3, true]);
+    assert.deepEqual(v('-vvv', '-q'), [0, false]);
+    assert.deepEqual(v('-q', '-vvv'), [0, false]);
+  });
+
+  test('defaults (spec §1.2)', () => {
+    const r = parse();
+    assert.ok(r.kind === 'run');
+    assert.equal(r.options.socketPath, '/var/run/qemu-pr-helper.sock');
+    assert.equal(r.options.pidfile, '/var/run/qemu-pr-helper.pid');
+    assert.equal(r.options.ioTimeoutMs, 30_000);
+  });
+
+  test('--io-timeout', () => {
+    const ok = parse('--io-timeout=2.5');
+    assert.ok(ok.kind === 'run' && ok.options.ioTimeoutMs === 2500);
+    for (const bad of ['0', '-1', 'x', '1e3', '', '5000000']) {
+      const r = parse(`--io-timeout=${bad}`);
+      assert.ok(r.kind === 'exit' && r.code === 1 && r.stderr.includes(`invalid I/O timeout '${bad}'`), bad);
+    }
+  });
+
+  test('-u/-g parse like the reference, then are refused as not supported yet', () => {
+    assert.deepEqual(parse('-u', 'nosuchuser'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user 'nosuchuser'\n" });
+    assert.deepEqual(parse('-g', '0x10'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid group '0x10'\n" });
+    assert.deepEqual(parse('-u', '-1'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user '-1'\n" });
+    for (const ok of [['-u', 'nobody'], ['-u', ' +42'], ['-g', '007'], ['-u', '4294967295']]) {
+      const r = parse(...ok);
+      assert.ok(r.kind === 'exit' && r.code === 1 && /not supported yet/.test(r.stderr), ok.join(' '));
+    }
+    const help = parse('-u', 'nobody', '-h');
+    assert.ok(help.kind === 'exit' && help.code === 0, '-h after a valid -u still prints help');
+  });
+
+  test('-T, -d and -f are refused, never ignored', () => {
+    for (const a of [['-T', 'help'], ['-d'], ['-f', '/run/x.pid'], ['--pidfile=rel']]) {
+      const r = parse(...a);
+      assert.ok(r.kind === 'exit' && r.code === 1 && /not supported yet/.test(r.stderr), a.join(' '));
+    }
+  });
+});
+
+describe('socket activation environment (spec §1.6)', () => {
+  test('strtoul parsing', () => {
+    assert.equal(parseStrtoul('12'), 12n);
+    assert.equal(parseStrtoul(' +12'), 12n);
+    assert.equal(parseStrtoul('012'), 12n);
+    assert.equal(parseStrtoul('12 '), null);
+    assert.equal(parseStrtoul(''), null);
+    assert.equal(parseStrtoul('0x1'), null);
+    assert.equal(parseStrtoul('-1'), (1n << 64n) - 1n);
+    assert.equal(parseStrtoul('99999999999999999999999'), null);
+  });
+
+  test('rules', () => {
+    assert.deepEqual(checkActivation({}, 10), { kind: 'none' });
+    assert.deepEqual(checkActivation({ LISTEN_PID: '11', LISTEN_FDS: '1' }, 10), { kind: 'none' });
+    assert.deepEqual(checkActivation({ LISTEN_PID: '10' }, 10), { kind: 'none' });
+    assert.deepEqual(checkActivation({ LISTEN_PID: '10', LISTEN_FDS: '1' }, 10), { kind: 'activated', count: 1 });
+    assert.deepEqual(checkActivation({ LISTEN_PID: ' 10', LISTEN_FDS: '+2' }, 10), { kind: 'activated', count: 2 });
+    assert.deepEqual(checkActivation({ LISTEN_PID: '10', LISTEN_FDS: '1 ' }, 10), { kind: 'none' });
+    assert.deepEqual(checkActivation({ LISTEN_PID: '10', LISTEN_FDS: '0' }, 10), { kind: 'none' });
+    assert.equal(checkActivation({ LISTEN_PID: '10', LISTEN_FDS: '-1' }, 10).kind, 'invalid');
+    assert.equal(checkActivation({ LISTEN_PID: '10', LISTEN_FDS: '4294967296' }, 10).kind, 'invalid');
+  });
+});

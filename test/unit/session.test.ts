@@ -1,0 +1,312 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Session, type Step } from '../../src/protocol/session.js';
+import { ProtocolError } from '../../src/protocol/errors.js';
+import { ScsiStatus } from '../../src/scsi/constants.js';
+import { cleanupCdb, concat, decodeHeader, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
+
+const HANDSHAKE_OK = new Uint8Array([0, 0, 0, 0]);
+
+/**
+ * Drives a session like the connection does: reads at most need().length bytes, never across
+ * a cut (a sendmsg boundary); an fd sent at offset o arrives with the read covering byte o.
+ * An executed request is answered at once, so the next request can be read.
+ */
+function drive(stream: Uint8Array, fdAt: ReadonlyMap<number, number[]>, cuts: readonly number[]): Step[] {
+  const session = new Session();
+  const steps: Step[] = [];
+  const boundaries = [...new Set([...cuts.filter((c) => c > 0 && c < stream.length), stream.length])].sort((a, b) => a - b);
+  let at = 0;
+  for (const end of boundaries) {
+    while (at < end) {
+      const need = session.need();
+      if (need === null) return steps;
+      const n = Math.min(need.length, end - at);
+      const fds = [...fdAt].filter(([o]) => o >= at && o < at + n).flatMap(([, f]) => f);
+      const step = session.feed(stream.subarray(at, at + n), fds);
+      at += n;
+      if (step.kind !== 'need-more' || step.discardFds.length > 0) steps.push(step);
+      if (step.kind === 'close') return steps;
+      if (step.kind === 'execute') {
+        session.respond(step.request, { status: ScsiStatus.GOOD, sense: new Uint8Array(0), data: new Uint8Array(0) });
+      }
+    }
+  }
+  return steps;
+}
+
+function summary(steps: Step[]): string[] {
+  return steps.map((s) => {
+    if (s.kind === 'execute') {
+      return `execute op=${s.request.opcode} fd=${s.request.fd} len=${s.request.transferLength} params=${Buffer.from(s.request.parameters).toString('hex')} discard=${s.discardFds}`;
+    }
+    if (s.kind === 'close') return `close ${s.error.reason} discard=${s.discardFds}`;
+    return `discard=${s.discardFds}`;
+  });
+}
+
+describe('Session handshake', () => {
+  test('greeting is the CLEANUP feature word, big-endian', () => {
+    assert.deepEqual([...Session.greeting()], [0, 0, 0, 1]);
+  });
+
+  for (const [reply, ok] of [[0, true], [1, true], [2, false], [0x01000000, false], [0xffffffff, false]] as const) {
+    test(`reply 0x${reply.toString(16)} is ${ok ? 'accepted' : 'refused'}`, () => {
+      const s = new Session();
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, reply);
+      const step = s.feed(bytes, []);
+      if (ok) {
+        assert.equal(step.kind, 'need-more');
+        assert.equal(s.phase, 'cdb');
+        assert.equal(s.clientFeatures, reply);
+      } else {
+        assert.equal(step.kind, 'close');
+        assert.ok(step.kind === 'close' && step.error instanceof ProtocolError);
+        assert.equal(step.kind === 'close' && step.error.reason, 'bad-handshake');
+      }
+    });
+  }
+
+  test('fds that come with the handshake are handed back for closing', () => {
+    const s = new Session();
+    const step = s.feed(HANDSHAKE_OK.subarray(0, 2), [7, 8]);
+    assert.deepEqual(step, { kind: 'need-more', discardFds: [7, 8] });
+  });
+
+  test('feeding more than needed is a programming error', () => {
+    assert.throws(() => new Session().feed(new Uint8Array(5), []), RangeError);
+  });
+});
+
+describe('Session requests at every split offset', () => {
+  const prIn = prInCdb({ sa: 0, allocationLength: 0x2000 });
+  const params = prOutParams({ key: 0x1234n, saKey: 0xabcdn });
+  const prOut = prOutCdb({ sa: 0, paramLength: 24 });
+  const golden = concat(HANDSHAKE_OK, prIn, prOut, params, cleanupCdb());
+  const cdb1 = 4;
+  const cdb2 = cdb1 + 16;
+  const cdb3 = cdb2 + 16 + 24;
+
+  function run(cuts: number[], fdOffsets: [number, number, number]): string[] {
+    const fdAt = new Map<number, number[]>();
+    fdOffsets.forEach((off, i) => fdAt.set(off, [...(fdAt.get(off) ?? []), 10 + i]));
+    return summary(drive(golden, fdAt, cuts));
+  }
+
+  const expected = [
+    'execute op=94 fd=10 len=8192 params= discard=',
+    `execute op=95 fd=11 len=24 params=${Buffer.from(params).toString('hex')} discard=`,
+    'execute op=255 fd=12 len=0 params= discard=',
+  ];
+
+  test('whole stream at once', () => {
+    assert.deepEqual(run([], [cdb1, cdb2, cdb3]), expected);
+  });
+
+  test('one cut at every offset, fd on every fragment of each CDB', () => {
+    for (let cut = 1; cut < golden.length; cut++) {
+      // The fd rides on the fragment that starts at the cut, when the cut is inside a CDB.
+      const onFragment = (cdb: number): number => (cut > cdb && cut < cdb + 16 ? cut : cdb);
+      const fds: [number, number, number] = [onFragment(cdb1), onFragment(cdb2), onFragment(cdb3)];
+      assert.deepEqual(run([cut], fds), expected, `cut ${cut}, fds at ${fds}`);
+    }
+  });
+
+  test('byte by byte, fd on the last CDB byte', () => {
+    const cuts = Array.from({ length: golden.length }, (_, i) => i);
+    assert.deepEqual(run(cuts, [cdb1 + 15, cdb2 + 15, cdb3 + 15]), expected);
+  });
+
+  test('property: any set of cuts gives the same requests', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: golden.length - 1 }), { maxLength: 20 }),
+      fc.integer({ min: 0, max: 15 }), (cuts, fdOff) => {
+        assert.deepEqual(run(cuts, [cdb1 + fdOff, cdb2 + fdOff, cdb3 + fdOff]), expected);
+      }), { numRuns: 300 });
+  });
+});
+
+describe('Session framing violations (spec §3.5)', () => {
+  function afterHandshake(): Session {
+    const s = new Session();
+    s.feed(HANDSHAKE_OK, []);
+    return s;
+  }
+
+  test('two fds in one read: all closed, connection closed', () => {
+    const s = afterHandshake();
+    const step = s.feed(prInCdb({ sa: 0, allocationLength: 8 }), [5, 6]);
+    assert.equal(step.kind, 'close');
+    assert.equal(step.kind === 'close' && step.error.reason, 'too-many-fds');
+    assert.deepEqual(step.discardFds.sort(), [5, 6]);
+  });
+
+  test('fds on two fragments of one CDB: closed at the second', () => {
+    const s = afterHandshake();
+    const cdb = prInCdb({ sa: 0, allocationLength: 8 });
+    assert.equal(s.feed(cdb.subarray(0, 8), [5]).kind, 'need-more');
+    const step = s.feed(cdb.subarray(8), [6]);
+    assert.equal(step.kind === 'close' && step.error.reason, 'too-many-fds');
+    assert.deepEqual(step.discardFds.sort(), [5, 6]);
+  });
+
+  test('no fd: closed with the reference message', () => {
+    const step = afterHandshake().feed(prInCdb({ sa: 0, allocationLength: 8 }), []);
+    assert.equal(step.kind === 'close' && step.error.message, 'No file descriptor in request.');
+    assert.deepEqual(step.discardFds, []);
+  });
+
+  for (const opcode of [0x00, 0x12, 0x5d, 0x60, 0xfe, 0xa0]) {
+    test(`opcode 0x${opcode.toString(16)}: fd closed, connection closed`, () => {
+      const cdb = new Uint8Array(16);
+      cdb[0] = opcode;
+      const step = afterHandshake().feed(cdb, [9]);
+      assert.equal(step.kind === 'close' && step.error.reason, 'invalid-opcode');
+      assert.deepEqual(step.discardFds, [9]);
+    });
+  }
+
+  test('transfer length 8192 accepted, 8193 closed before any parameter is read', () => {
+    const ok = afterHandshake();
+    assert.deepEqual(ok.feed(prOutCdb({ sa: 0, paramLength: 8192 }), [3]), { kind: 'need-more', discardFds: [] });
+    assert.deepEqual(ok.need(), { length: 8192, acceptsFds: false });
+    const bad = afterHandshake().feed(prOutCdb({ sa: 0, paramLength: 8193 }), [3]);
+    assert.equal(bad.kind === 'close' && bad.error.reason, 'transfer-too-long');
+    assert.deepEqual(bad.discardFds, [3]);
+    const badIn = afterHandshake().feed(prInCdb({ sa: 0, allocationLength: 0xffff }), [3]);
+    assert.equal(badIn.kind === 'close' && badIn.error.reason, 'transfer-too-long');
+  });
+
+  test('PR OUT bytes 5-6 are ignored (QEMU uses BE16 of bytes 7-8, spec §3.4)', () => {
+    const s = afterHandshake();
+    const cdb = prOutCdb({ sa: 0, paramLength: 0x00010018 });
+    assert.equal(s.feed(cdb, [3]).kind, 'need-more');
+    assert.deepEqual(s.need(), { length: 24, acceptsFds: false });
+  });
+
+  test('fds that come with PR OUT parameters are discarded, the request proceeds', () => {
+    const s = afterHandshake();
+    s.feed(prOutCdb({ sa: 0, paramLength: 24 }), [3]);
+    const step = s.feed(prOutParams(), [4]);
+    assert.equal(step.kind, 'execute');
+    assert.deepEqual(step.discardFds, [4]);
+    assert.equal(step.kind === 'execute' && step.request.fd, 3);
+  });
+
+  test('EOF inside parameters: fd returned, reference message', () => {
+    const s = afterHandshake();
+    s.feed(prOutCdb({ sa: 0, paramLength: 24 }), [3]);
+    s.feed(new Uint8Array(10), []);
+    const end = s.end();
+    assert.equal(end.error?.message, 'Unexpected end-of-file before all data were read');
+    assert.deepEqual(end.discardFds, [3]);
+  });
+
+  test('EOF inside a CDB returns the collected fd; EOF between requests is clean', () => {
+    const s = afterHandshake();
+    s.feed(new Uint8Array(3), [3]);
+    assert.deepEqual(s.end().discardFds, [3]);
+    assert.deepEqual(afterHandshake().end(), { error: null, discardFds: [] });
+  });
+
+  test('PR OUT with parameter list length 0 executes at once', () => {
+    const step = afterHandshake().feed(prOutCdb({ sa: 3, paramLength: 0 }), [3]);
+    assert.equal(step.kind, 'execute');
+  });
+});
+
+describe('Session responses', () => {
+  function execute(cdb: Uint8Array, params?: Uint8Array): { s: Session; step: Step } {
+    const s = new Session();
+    s.feed(HANDSHAKE_OK, []);
+    let step = s.feed(cdb, [3]);
+    if (params) step = s.feed(params, []);
+    return { s, step };
+  }
+
+  test('PR IN GOOD data is clipped to the allocation length', () => {
+    const { s, step } = execute(prInCdb({ sa: 0, allocationLength: 10 }));
+    assert.ok(step.kind === 'execute');
+    const out = s.respond(step.request, { status: 0, sense: new Uint8Array(0), data: new Uint8Array(24).fill(7) });
+    assert.equal(out.length, 104 + 10);
+    assert.equal(decodeHeader(out).size, 10);
+    assert.equal(s.phase, 'cdb');
+  });
+
+  test('PR OUT and CLEANUP never carry data, whatever the executor returns', () => {
+    for (const cdb of [prOutCdb({ sa: 0, paramLength: 0 }), cleanupCdb()]) {
+      const { s, step } = execute(cdb);
+      assert.ok(step.kind === 'execute');
+      const out = s.respond(step.request, { status: 0, sense: new Uint8Array(0), data: new Uint8Array(50) });
+      assert.equal(out.length, 104);
+      assert.equal(decodeHeader(out).size, 0);
+    }
+  });
+
+  test('non-GOOD PR IN carries no data; sense is zero-filled to 96 bytes', () => {
+    const { s, step } = execute(prInCdb({ sa: 0, allocationLength: 100 }));
+    assert.ok(step.kind === 'execute');
+    const out = s.respond(step.request, { status: 2, sense: new Uint8Array([0x70, 0, 5]), data: new Uint8Array(50) });
+    const h = decodeHeader(out);
+    assert.equal(h.status, 2);
+    assert.equal(h.size, 0);
+    assert.deepEqual([...h.sense.subarray(0, 3)], [0x70, 0, 5]);
+    assert.ok(h.sense.subarray(3).every((b) => b === 0));
+  });
+
+  test('property: never more data than asked, never data outside PR IN GOOD', () => {
+    fc.assert(fc.property(
+      fc.constantFrom(0x5e, 0x5f, 0xff), fc.integer({ min: 0, max: 8192 }), fc.integer({ min: 0, max: 255 }),
+      fc.integer({ min: 0, max: 9000 }), fc.integer({ min: 0, max: 200 }),
+      (op, len, status, dataLen, senseLen) => {
+        const cdb = op === 0x5e ? prInCdb({ sa: 0, allocationLength: len }) : op === 0x5f ? prOutCdb({ sa: 0, paramLength: 0 }) : cleanupCdb();
+        const { s, step } = execute(cdb);
+        assert.ok(step.kind === 'execute');
+        const out = s.respond(step.request, { status, sense: new Uint8Array(senseLen).fill(1), data: new Uint8Array(dataLen) });
+        const h = decodeHeader(out);
+        assert.equal(out.length, 104 + h.size);
+        if (op !== 0x5e || status !== 0) assert.equal(h.size, 0);
+        else assert.equal(h.size, Math.min(len, dataLen));
+      }), { numRuns: 500 });
+  });
+});
+
+describe('Session fuzz', () => {
+  test('random streams and fds: every fd handed back exactly once, no throw', () => {
+    fc.assert(fc.property(fc.array(fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat({ max: 3 })), { maxLength: 30 }), (chunks) => {
+      const s = new Session();
+      let nextFd = 100;
+      const given = new Set<number>();
+      const returned: number[] = [];
+      for (const [bytes, nfds] of chunks) {
+        let at = 0;
+        const fds = Array.from({ length: nfds }, () => nextFd++);
+        fds.forEach((f) => given.add(f));
+        let pending: number[] = fds;
+        while (at < bytes.length) {
+          const need = s.need();
+          if (need === null) break;
+          const n = Math.min(need.length, bytes.length - at);
+          const step = s.feed(bytes.subarray(at, at + n), pending);
+          pending = [];
+          at += n;
+          returned.push(...step.discardFds);
+          if (step.kind === 'execute') {
+            returned.push(step.request.fd);
+            s.respond(step.request, { status: 0, sense: new Uint8Array(0), data: new Uint8Array(0) });
+          }
+        }
+        if (s.need() === null) {
+          returned.push(...pending);
+          break;
+        }
+      }
+      returned.push(...s.end().discardFds);
+      const sorted = [...returned].sort((a, b) => a - b);
+      assert.equal(new Set(returned).size, returned.length, 'an fd was handed back twice');
+      for (const fd of sorted) assert.ok(given.has(fd));
+      assert.equal(returned.length, given.size, 'an fd was lost');
+    }), { numRuns: 1000 });
+  });
+});
