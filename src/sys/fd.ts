@@ -6,7 +6,7 @@ import { libc, lastErrno } from './libc.js';
 import { Errno, SyscallError } from './errors.js';
 import {
   EFD_CLOEXEC, EFD_NONBLOCK, F_GETFL, F_SETFL, F_GETFD, F_SETFD, FD_CLOEXEC, O_ACCMODE, O_RDONLY,
-  O_WRONLY, O_NONBLOCK,
+  O_WRONLY, O_NONBLOCK, O_CLOEXEC,
 } from './layouts.js';
 
 /** Closes a descriptor. EINTR and EBADF are not retried: on Linux the fd is gone either way. */
@@ -74,4 +74,11 @@ export class EventCounter {
 export function exitImmediately(code: number): never {
   libc._exit(code);
   throw new Error('unreachable: _exit returned');
+}
+
+/** A close-on-exec pipe: [read end, write end]. */
+export function createPipe(): [number, number] {
+  const fds = new Int32Array(2);
+  if (libc.pipe2(fds, O_CLOEXEC) < 0) throw new SyscallError('pipe2', lastErrno());
+  return [fds[0] ?? -1, fds[1] ?? -1];
 }

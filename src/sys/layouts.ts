@@ -93,6 +93,7 @@ export const O_RDONLY = 0;
 export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
 
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;

@@ -61,6 +61,7 @@ export interface Libc {
   strerror(errnum: number): string;
   _exit(status: number): void;
   getpwnam(name: string): unknown;
+  pipe2(fds: Int32Array, flags: number): number;
   getgrnam(name: string): unknown;
 }
 
@@ -86,6 +87,7 @@ export const libc: Libc = {
   strerror: lib.func('const char *strerror(int errnum)'),
   _exit: lib.func('void _exit(int status)'),
   getpwnam: lib.func('void *getpwnam(const char *name)'),
+  pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
   getgrnam: lib.func('void *getgrnam(const char *name)'),
 };
 

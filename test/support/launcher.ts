@@ -4,11 +4,12 @@
  * exiting (with its stderr in the error). No sleeps.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PrClient } from './client.js';
+import { prInCdb } from './builders.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Repository root (dist/test/support → ../../..). */
@@ -113,12 +114,55 @@ export async function startHelper(opts: StartOptions = {}): Promise<Helper> {
   }
 }
 
-/** Waits until `fdCount()` settles back to `expected` (closing is asynchronous). */
-export async function expectFdCount(helper: Helper, expected: number, timeoutMs = 5000): Promise<void> {
-  await pollUntil(() => helper.fdCount() === expected, `fd count ${expected} (now ${helper.fdCount()})`, timeoutMs);
-}
-
-/** Runs `fn` until `cond` or a deadline. */
 export function hasReferenceHelper(): boolean {
   return existsSync(REFERENCE_HELPER);
+}
+
+/**
+ * Client connections the helper still holds open: its sockets that share the bound name of
+ * its listening socket (accepted sockets carry the listener's address in /proc/net/unix).
+ * The name is read from the listener itself, since ours is bound under a staging name.
+ */
+export function openConnections(helper: Helper): number {
+  const mine = new Set<string>();
+  for (const fd of readdirSync(`/proc/${helper.pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${helper.pid}/fd/${fd}`));
+      if (m) mine.add(m[1] ?? '');
+    } catch {
+      // closed while we looked
+    }
+  }
+  // Num RefCount Protocol Flags Type St Inode Path
+  const rows = readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f.length >= 8 && mine.has(f[6] ?? ''));
+  const listener = rows.find((f) => f[3] === '00010000'); // __SO_ACCEPTCON
+  if (!listener) return 0;
+  return rows.filter((f) => f[7] === listener[7] && f[5] === '03').length;
+}
+
+/**
+ * Waits until the helper holds no client connection, then returns its fd count: a stable
+ * baseline, and after a scenario the number that must equal it (no leak).
+ */
+export async function idleFdCount(helper: Helper, timeoutMs = 5000): Promise<number> {
+  await pollUntil(() => openConnections(helper) === 0, 'the helper to close its connections', timeoutMs);
+  return helper.fdCount();
+}
+
+/**
+ * Runs one request so that the helper's SG_IO thread has started (its event loop opens fds
+ * of its own), then returns the idle fd count: the baseline for leak checks.
+ */
+export async function warmBaseline(helper: Helper): Promise<number> {
+  const client = await PrClient.connect(helper.socketPath);
+  const fd = openSync('/dev/null', 'r');
+  try {
+    await client.request(prInCdb({ sa: 0, allocationLength: 8 }), fd);
+  } finally {
+    closeSync(fd);
+    client.close();
+  }
+  return idleFdCount(helper);
 }

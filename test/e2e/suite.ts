@@ -1,0 +1,10 @@
+/**
+ * The whole e2e suite in ONE Node process (every Node start costs ~0.5 s under TCG):
+ * test/e2e/vm/guest-suite.sh runs `node --test-reporter=spec dist/test/e2e/suite.js`
+ * inside the VM. Importing the test files registers their tests in this order.
+ */
+import { after } from 'node:test';
+import { stopHelpers } from './lib/env.js';
+import './pr-actions.test.js';
+
+after(stopHelpers);
