@@ -6,5 +6,6 @@
 import { after } from 'node:test';
 import { stopHelpers } from './lib/env.js';
 import './pr-actions.test.js';
+import './qemu-chain.test.js';
 
 after(stopHelpers);

@@ -69,7 +69,18 @@ export async function stopHelpers(): Promise<void> {
   for (const p of all) {
     const h = await p.catch(() => null);
     if (h === null) continue;
-    const code = await h.stop('SIGTERM');
+    // A helper whose SG_IO is stuck in the kernel cannot exit: do not wait for it forever.
+    const timeout = (ms: number): Promise<string> => new Promise((r) => setTimeout(() => r('timeout'), ms).unref());
+    let code = await Promise.race([h.stop('SIGTERM'), timeout(5000)]);
+    if (code === 'timeout') {
+      h.child.kill('SIGKILL');
+      code = await Promise.race([h.exited, timeout(2000)]);
+      if (code === 'timeout') {
+        log(`helper ${h.pid} does not die (stuck in the kernel?); leaving it`);
+        h.child.unref();
+        h.child.stderr?.destroy();
+      }
+    }
     h.cleanup();
     const err = h.stderr().trim();
     if (err.length > 0) log(`helper ${h.socketPath} exited ${code}; stderr: ${err.split('\n').slice(-5).join(' | ')}`);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build the initramfs of the NESTED (level-2) guest used by t-e2e-nested.sh:
+# Build the initramfs of the NESTED (level-2) guest used by test/e2e/qemu-chain.test.ts:
 # static busybox, virtio-scsi + sd + sg modules, sg_persist and its libraries,
 # and an /init that runs the PR commands given on the kernel command line.
 set -euo pipefail
@@ -24,16 +24,16 @@ export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
 while read -r ko; do insmod "$ko" 2>/dev/null; done < /modules.list
 echo "inner: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
-for i in $(seq 200); do [ -b /dev/sda ] && break; sleep 0.1; done
+for i in $(seq 900); do [ -b /dev/sda ] && break; sleep 0.1; done
 D=/dev/sda
 echo "inner: $D present at $(cut -d' ' -f1 /proc/uptime)s"
-sg_persist --in --read-keys $D
-echo "### inner: REGISTER 0xbeef (goes virtio-scsi -> QEMU scsi-block -> pr-manager-helper -> helper)"
-sg_persist --out --register --param-sark=0xbeef $D; echo "inner: rc=$?"
-sg_persist --in --read-keys $D
-echo "### inner: RESERVE type 5"
-sg_persist --out --reserve --param-rk=0xbeef --prout-type=5 $D; echo "inner: rc=$?"
-sg_persist --in --read-reservation $D
+sg_persist -n --in --read-keys $D; echo "INNER read-keys rc=$?"
+echo "### inner: REGISTER 0xbeef (virtio-scsi -> QEMU scsi-block -> pr-manager-helper -> helper -> SG_IO -> LIO)"
+sg_persist -n --out --register --param-sark=0xbeef $D; echo "INNER register rc=$?"
+sg_persist -n --in --read-keys $D; echo "INNER read-keys rc=$?"
+echo "### inner: RESERVE type 5 (Write Exclusive, registrants only)"
+sg_persist -n --out --reserve --param-rk=0xbeef --prout-type=5 $D; echo "INNER reserve rc=$?"
+sg_persist -n --in --read-reservation $D; echo "INNER read-reservation rc=$?"
 echo "INNER-DONE at $(cut -d' ' -f1 /proc/uptime)s"
 poweroff -f
 INIT

@@ -1,0 +1,87 @@
+/**
+ * Issue 3, item 6: the whole chain with the real QEMU client. Inside the VM a nested
+ * qemu-system-x86_64 (TCG) gets `-object pr-manager-helper` pointing at OUR helper and the
+ * LIO disk as `-blockdev host_device,...,pr-manager=pr0` + `-device scsi-block`. A tiny
+ * inner guest (same kernel, initramfs with sg_persist; test/e2e/vm/mk-inner-initrd.sh)
+ * registers 0xbeef and reserves type 5. QEMU routes every PERSISTENT RESERVE IN/OUT of a
+ * scsi-block device with a pr-manager to the helper, so the key and reservation can only
+ * reach the disk through guest -> QEMU -> helper -> SG_IO -> LIO. The test then checks
+ * them on the disk with sg_persist.
+ */
+import { describe, test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { E2E, skipReason, ourHelper, resetDisk, log } from './lib/env.js';
+import { PR_TYPE } from './lib/pr.js';
+import { keySet, sgReadFullStatus, sgReadKeys, sgReadReservation } from './lib/sgpersist.js';
+
+const INNER_TIMEOUT_MS = Number(process.env['PRH_E2E_INNER_TIMEOUT_MS'] ?? 300_000);
+
+function chainSkip(): string | false {
+  const base = skipReason(2);
+  if (base) return base;
+  if (!existsSync(E2E.vmlinux) || !existsSync(E2E.innerInitrd)) return 'PRH_E2E_VMLINUX / PRH_E2E_INNER_INITRD missing';
+  if (process.env['PRH_E2E_SKIP_CHAIN'] === '1') return 'PRH_E2E_SKIP_CHAIN=1';
+  return false;
+}
+
+const skip = chainSkip();
+
+describe('guest sg_persist -> nested QEMU scsi-block + pr-manager-helper -> our helper -> LIO', { skip }, () => {
+  let socketPath = '';
+
+  before(async () => {
+    resetDisk();
+    socketPath = (await ourHelper()).socketPath;
+  });
+
+  test('the inner guest registers 0xbeef and reserves type 5; the outer sg_persist sees both', { timeout: INNER_TIMEOUT_MS + 30_000 }, async () => {
+    const disk = E2E.disks[0] ?? '';
+    const khz = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
+    const append = ['console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1', 'mitigations=off', 'tsc=reliable'];
+    if (khz !== undefined) append.push(`tsc_early_khz=${Math.round(Number(khz) * 1000)}`);
+    const args = [
+      '-M', 'microvm,x-option-roms=off,isa-serial=on', '-accel', 'tcg', '-cpu', 'max', '-m', '256', '-smp', '1',
+      '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+      '-kernel', E2E.vmlinux, '-initrd', E2E.innerInitrd, '-append', append.join(' '),
+      '-serial', 'stdio',
+      '-object', `pr-manager-helper,id=pr0,path=${socketPath}`,
+      '-blockdev', `driver=host_device,node-name=d0,filename=${disk},pr-manager=pr0`,
+      '-device', 'virtio-scsi-device,id=scsi0', '-device', 'scsi-block,bus=scsi0.0,drive=d0',
+    ];
+    const t0 = performance.now();
+    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let pending = '';
+    const onData = (d: string): void => {
+      out += d;
+      pending += d.replace(/\r/g, '');
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        log(`inner: ${pending.slice(0, nl)}`);
+        pending = pending.slice(nl + 1);
+      }
+    };
+    child.stdout.setEncoding('utf8').on('data', onData);
+    child.stderr.setEncoding('utf8').on('data', onData);
+    const timer = setTimeout(() => child.kill('SIGKILL'), INNER_TIMEOUT_MS);
+    const code = await new Promise<number | string>((res) => child.on('exit', (c, s) => res(c ?? s ?? -1)));
+    clearTimeout(timer);
+    const seconds = (performance.now() - t0) / 1000;
+    log(`nested QEMU ran ${seconds.toFixed(1)} s, exit ${code}`);
+    assert.equal(code, 0, `nested QEMU exit status (killed after ${INNER_TIMEOUT_MS} ms if it hangs)`);
+    assert.match(out, /INNER-DONE/, 'the inner guest finished its script');
+    assert.match(out, /INNER register rc=0/);
+    assert.match(out, /INNER reserve rc=0/);
+    assert.match(out, /INNER read-reservation rc=0/);
+    // the outer view, straight from the disk
+    assert.deepEqual(keySet(sgReadKeys(disk).keys), ['0xbeef']);
+    const res = sgReadReservation(disk);
+    assert.equal(res.holder?.key, 0xbeefn);
+    assert.equal(res.holder?.type, PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY);
+    const holder = sgReadFullStatus(disk).entries.find((e) => e.holder);
+    assert.equal(holder?.sasAddress, E2E.initiators[0], 'registered through the I_T nexus of the disk QEMU opened');
+    resetDisk();
+  });
+});
