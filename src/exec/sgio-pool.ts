@@ -1,9 +1,11 @@
 /**
  * Schedules SG_IO commands on dedicated threads we create (never the libuv threadpool,
  * which fs and dns share). One thread is kept warm. When a command has waited `stallMs`
- * for a free thread, another thread is started, up to `maxThreads`: a device that hangs
- * for the whole SCSI timeout then holds only its own thread, and other connections keep
- * going. Threads idle for `idleMs` beyond the first are stopped again.
+ * for a thread and every thread has been inside its current ioctl for at least `stallMs`,
+ * another thread is started, up to `maxThreads`: a device that hangs for the whole SCSI
+ * timeout then holds only its own thread, and other connections keep going. Fast commands
+ * never grow the pool, however many are queued. Threads idle for `idleMs` beyond the
+ * first are stopped again.
  */
 import { EventCounter } from '../sys/fd.js';
 import { FdWatcher } from '../sys/poll.js';
@@ -28,7 +30,8 @@ interface Job {
 interface Slot {
   thread: SgIoThread;
   job: Job | null;
-  idleSince: number;
+  /** When the current job started, or when the slot became idle. */
+  since: number;
 }
 
 export class SgIoPool {
@@ -76,7 +79,7 @@ export class SgIoPool {
   }
 
   #spawn(): Slot {
-    const slot: Slot = { thread: new SgIoThread(this.#completions.fd), job: null, idleSince: Date.now() };
+    const slot: Slot = { thread: new SgIoThread(this.#completions.fd), job: null, since: Date.now() };
     slot.thread.onExit = (error) => this.#threadDied(slot, error);
     this.#slots.push(slot);
     return slot;
@@ -84,6 +87,7 @@ export class SgIoPool {
 
   #dispatch(slot: Slot, job: Job): void {
     slot.job = job;
+    slot.since = Date.now();
     this.#running++;
     this.#watcher.ref(true);
     try {
@@ -102,7 +106,7 @@ export class SgIoPool {
       if (job === null || !slot.thread.done) continue;
       const result = slot.thread.takeResult();
       slot.job = null;
-      slot.idleSince = Date.now();
+      slot.since = Date.now();
       this.#running--;
       const next = this.#queue.shift();
       if (next) this.#dispatch(slot, next);
@@ -114,12 +118,15 @@ export class SgIoPool {
   #armGrowth(): void {
     if (this.#growTimer !== null || this.#queue.length === 0) return;
     const oldest = this.#queue[0];
-    const wait = oldest ? Math.max(0, oldest.queuedAt + this.#options.stallMs - Date.now()) : 0;
+    const wait = Math.max(1, oldest ? oldest.queuedAt + this.#options.stallMs - Date.now() : 0);
     this.#growTimer = setTimeout(() => {
       this.#growTimer = null;
       const head = this.#queue[0];
       if (head === undefined || this.#closed) return;
-      if (Date.now() - head.queuedAt >= this.#options.stallMs && this.#slots.length < this.#options.maxThreads) {
+      const now = Date.now();
+      const stalled = now - head.queuedAt >= this.#options.stallMs
+        && this.#slots.every((s) => s.job !== null && now - s.since >= this.#options.stallMs);
+      if (stalled && this.#slots.length < this.#options.maxThreads) {
         const slot = this.#spawn();
         const job = this.#queue.shift();
         if (job) this.#dispatch(slot, job);
@@ -132,7 +139,7 @@ export class SgIoPool {
     const now = Date.now();
     for (let i = this.#slots.length - 1; i >= 1; i--) {
       const slot = this.#slots[i];
-      if (slot && slot.job === null && now - slot.idleSince >= this.#options.idleMs) {
+      if (slot && slot.job === null && now - slot.since >= this.#options.idleMs) {
         this.#slots.splice(i, 1);
         slot.thread.onExit = null;
         slot.thread.stop();

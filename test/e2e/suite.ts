@@ -6,6 +6,8 @@
 import { after } from 'node:test';
 import { stopHelpers } from './lib/env.js';
 import './pr-actions.test.js';
+import './edge.test.js';
+import './differential.test.js';
 import './qemu-chain.test.js';
 
 after(stopHelpers);

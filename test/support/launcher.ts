@@ -37,6 +37,10 @@ export interface StartOptions {
   socketPath?: string;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Descriptors to pass as the child's fd 3, 4, ... */
+  extraFds?: number[];
+  /** Run through `sh -c 'LISTEN_PID=$$ LISTEN_FDS=<n> exec ...'` (socket activation). */
+  listenFds?: string;
 }
 
 export function tempDir(prefix = 'prh-'): string {
@@ -56,7 +60,12 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
   const socketPath = opts.socketPath ?? join(dir, 'pr.sock');
   const binary = opts.binary ?? OUR_HELPER;
   const args = opts.args ?? ['-k', socketPath];
-  const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
+  const stdio = ['ignore', 'ignore', 'pipe', ...(opts.extraFds ?? [])] as const;
+  // LISTEN_PID must be the helper's own pid: set it in a shell that then execs the helper.
+  const child = opts.listenFds === undefined
+    ? spawn(binary, args, { stdio: [...stdio], env: opts.env ?? process.env })
+    : spawn('/bin/sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS='${opts.listenFds}' exec "$0" "$@"`, binary, ...args],
+      { stdio: [...stdio], env: opts.env ?? process.env });
   let err = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     err += d;
