@@ -5,15 +5,16 @@
  * inner guest (same kernel, initramfs with sg_persist; test/e2e/vm/mk-inner-initrd.sh)
  * registers 0xbeef and reserves type 5. QEMU routes every PERSISTENT RESERVE IN/OUT of a
  * scsi-block device with a pr-manager to the helper, so the key and reservation can only
- * reach the disk through guest -> QEMU -> helper -> SG_IO -> LIO. The test then checks
- * them on the disk with sg_persist.
+ * reach the disk through guest -> QEMU -> helper -> SG_IO -> LIO. A logging proxy between
+ * QEMU and the helper records the requests; the test then checks the disk with sg_persist.
  */
 import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { E2E, skipReason, ourHelper, resetDisk, log } from './lib/env.js';
 import { PR_TYPE } from './lib/pr.js';
+import { LoggingProxy } from './lib/proxy.js';
 import { keySet, sgReadFullStatus, sgReadKeys, sgReadReservation } from './lib/sgpersist.js';
 
 const INNER_TIMEOUT_MS = Number(process.env['PRH_E2E_INNER_TIMEOUT_MS'] ?? 300_000);
@@ -38,6 +39,9 @@ describe('guest sg_persist -> nested QEMU scsi-block + pr-manager-helper -> our 
 
   test('the inner guest registers 0xbeef and reserves type 5; the outer sg_persist sees both', { timeout: INNER_TIMEOUT_MS + 30_000 }, async () => {
     const disk = E2E.disks[0] ?? '';
+    // QEMU -> logging proxy -> our helper: the proxy records every request QEMU sends
+    rmSync('/tmp/prh-e2e-proxy.sock', { force: true });
+    const proxy = new LoggingProxy('/tmp/prh-e2e-proxy.sock', socketPath);
     const khz = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1];
     const append = ['console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1', 'mitigations=off', 'tsc=reliable'];
     if (khz !== undefined) append.push(`tsc_early_khz=${Math.round(Number(khz) * 1000)}`);
@@ -46,7 +50,7 @@ describe('guest sg_persist -> nested QEMU scsi-block + pr-manager-helper -> our 
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-kernel', E2E.vmlinux, '-initrd', E2E.innerInitrd, '-append', append.join(' '),
       '-serial', 'stdio',
-      '-object', `pr-manager-helper,id=pr0,path=${socketPath}`,
+      '-object', `pr-manager-helper,id=pr0,path=${proxy.path}`,
       '-blockdev', `driver=host_device,node-name=d0,filename=${disk},pr-manager=pr0`,
       '-device', 'virtio-scsi-device,id=scsi0', '-device', 'scsi-block,bus=scsi0.0,drive=d0',
     ];
@@ -70,11 +74,18 @@ describe('guest sg_persist -> nested QEMU scsi-block + pr-manager-helper -> our 
     clearTimeout(timer);
     const seconds = (performance.now() - t0) / 1000;
     log(`nested QEMU ran ${seconds.toFixed(1)} s, exit ${code}`);
+    proxy.close();
+    const requests = proxy.requests();
+    const names = requests.map((r) => `${r.opcode === 0x5e ? 'IN' : r.opcode === 0x5f ? 'OUT' : `0x${r.opcode.toString(16)}`}/${r.sa}`);
+    log(`QEMU sent ${requests.length} requests to the helper: ${names.join(' ')}`);
     assert.equal(code, 0, `nested QEMU exit status (killed after ${INNER_TIMEOUT_MS} ms if it hangs)`);
     assert.match(out, /INNER-DONE/, 'the inner guest finished its script');
     assert.match(out, /INNER register rc=0/);
     assert.match(out, /INNER reserve rc=0/);
     assert.match(out, /INNER read-reservation rc=0/);
+    assert.ok(names.includes('OUT/0'), 'REGISTER went through the helper');
+    assert.ok(names.includes('OUT/1'), 'RESERVE went through the helper');
+    assert.ok(names.includes('IN/0') && names.includes('IN/1'), 'READ KEYS and READ RESERVATION went through the helper');
     // the outer view, straight from the disk
     assert.deepEqual(keySet(sgReadKeys(disk).keys), ['0xbeef']);
     const res = sgReadReservation(disk);
