@@ -186,9 +186,11 @@ describe('PR service actions through our helper on a LIO disk, two initiators', 
     assert.deepEqual(keySet(keys.keys), ['0xb2']);
   });
 
-  // A successful PREEMPT AND ABORT between two tcm_loop nexuses hangs LIO in Debian's 6.1
-  // kernel (the PR OUT never completes, the issuing process sits in D state, also with
-  // sg_persist alone and no helper involved), so only the refused form runs here: it
+  // A successful PREEMPT AND ABORT deadlocks LIO with tcm_loop in Debian's 6.1 kernel, with
+  // or without a reservation held, also with sg_persist alone and no helper involved: the
+  // target_submission worker runs the PR OUT and core_scsi3_pro_preempt ->
+  // core_tmr_lun_reset -> flush_work() waits for that same work item, so the SG_IO never
+  // completes (issuer in D state in blk_execute_rq). Only the refused form runs here: it
   // proves the service action reaches the target and the target's answer comes back.
   test('PREEMPT AND ABORT from an unregistered nexus: the target answers RESERVATION CONFLICT', async () => {
     const r = await pr.preempt(aSd, 0xa5n, 0xb2n, PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, true);
