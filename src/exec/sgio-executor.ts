@@ -92,9 +92,9 @@ export class SgIoExecutor implements ScsiExecutor {
       timeoutMs: this.#timeoutMs,
     });
     const verdict = interpretSgIo(result);
-    if (verdict.status !== ScsiStatus.GOOD) return { ...verdict, data: new Uint8Array(0) };
-    const transferred = Math.max(0, Math.min(PR_HELPER_DATA_SIZE, PR_HELPER_DATA_SIZE - result.resid));
-    return { ...verdict, data: result.data.subarray(0, transferred) };
+    // Data counts only with GOOD: 8192 − resid bytes, clipped to the allocation length
+    // when the response is encoded.
+    return { ...verdict, data: verdict.status === ScsiStatus.GOOD ? result.data : new Uint8Array(0) };
   }
 
   async #prOut(request: PrRequest): Promise<ScsiOutcome> {

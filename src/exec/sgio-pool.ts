@@ -121,11 +121,13 @@ export class SgIoPool {
     const wait = Math.max(1, oldest ? oldest.queuedAt + this.#options.stallMs - Date.now() : 0);
     this.#growTimer = setTimeout(() => {
       this.#growTimer = null;
+      // A busy main thread may simply not have collected finished commands yet.
+      this.#collect();
       const head = this.#queue[0];
       if (head === undefined || this.#closed) return;
       const now = Date.now();
       const stalled = now - head.queuedAt >= this.#options.stallMs
-        && this.#slots.every((s) => s.job !== null && now - s.since >= this.#options.stallMs);
+        && this.#slots.every((s) => s.job !== null && !s.thread.done && now - s.since >= this.#options.stallMs);
       if (stalled && this.#slots.length < this.#options.maxThreads) {
         const slot = this.#spawn();
         const job = this.#queue.shift();

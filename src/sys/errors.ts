@@ -33,6 +33,11 @@ export const Errno = {
   ENOMEDIUM: 123,
 } as const;
 
+/** The symbolic name of an errno value ('ENOTTY'), or 'E<n>' for an unknown one. */
+export function errnoCode(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `E${errno}`;
+}
+
 /** The C library's text for an errno value, as strerror(3) prints it. */
 export function describeErrno(errno: number): string {
   return libc.strerror(errno);
@@ -49,6 +54,6 @@ export class SyscallError extends Error {
     this.name = 'SyscallError';
     this.syscall = syscall;
     this.errno = errno;
-    this.code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
+    this.code = errnoCode(errno);
   }
 }

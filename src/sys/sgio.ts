@@ -7,7 +7,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { allocNative, freeNative, type NativeBlock } from './libc.js';
-import { SyscallError } from './errors.js';
+import { errnoCode } from './errors.js';
 import {
   SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
 } from './layouts.js';
@@ -45,7 +45,7 @@ export interface SgIoResult {
   resid: number;
   /** All 96 sense bytes; zero beyond what the kernel wrote (spec §9 item 5). */
   sense: Uint8Array;
-  /** The first transferLength bytes of the data area ('from-device' only, else empty). */
+  /** The bytes transferred from the device: dxfer_len − resid ('from-device' only, else empty). */
   data: Uint8Array;
 }
 
@@ -136,15 +136,17 @@ export class SgIoThread {
     if (Atomics.load(c, Control.STATE) !== State.DONE) throw new Error('Cannot take the SG_IO result: not done');
     const errno = c[Control.ERRNO] ?? 0;
     const dv = this.#dv;
+    const resid = dv.getInt32(HDR_OFF + SG_IO_HDR.RESID, true);
+    const transferred = Math.max(0, Math.min(this.#transferLength, this.#transferLength - resid));
     const result: SgIoResult = {
-      error: errno === 0 ? null : new SyscallError('ioctl', errno).code,
+      error: errno === 0 ? null : errnoCode(errno),
       status: dv.getUint8(HDR_OFF + SG_IO_HDR.STATUS),
       hostStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.HOST_STATUS, true),
       driverStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.DRIVER_STATUS, true),
-      resid: dv.getInt32(HDR_OFF + SG_IO_HDR.RESID, true),
+      resid,
       sense: this.#u8.slice(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE),
       data: this.#direction === 'from-device'
-        ? this.#u8.slice(DATA_OFF, DATA_OFF + this.#transferLength)
+        ? this.#u8.slice(DATA_OFF, DATA_OFF + transferred)
         : new Uint8Array(0),
     };
     Atomics.store(c, Control.STATE, State.IDLE);

@@ -1,0 +1,161 @@
+/**
+ * Benchmark: this helper against Debian's C qemu-pr-helper, side by side in one run, on the
+ * same workload (PERSISTENT RESERVE IN with a /dev/null fd: SG_IO fails with ENOTTY at once,
+ * so this measures the helper's own overhead). Prints medians and ratios ours/C.
+ *
+ * usage: npm run bench [-- --rounds N --requests N]
+ * Needs a C compiler (cc) for the load generator, and /usr/bin/qemu-pr-helper.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PrClient } from '../test/support/client.js';
+import { OUR_HELPER, REFERENCE_HELPER, REPO_ROOT, tempDir } from '../test/support/launcher.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    requests: { type: 'string', default: '20000' },
+    startups: { type: 'string', default: '5' },
+  },
+});
+const ROUNDS = Number(values.rounds);
+const REQUESTS = Number(values.requests);
+const STARTUPS = Number(values.startups);
+
+const loadgen = join(REPO_ROOT, 'dist', 'bench', 'loadgen');
+execFileSync('cc', ['-O2', '-o', loadgen, join(REPO_ROOT, 'bench', 'loadgen.c')], { stdio: 'inherit' });
+
+interface Started {
+  pid: number;
+  socket: string;
+  startupMs: number;
+  stop(): Promise<void>;
+}
+
+/** Spawns a helper and times exec → first completed handshake. */
+async function start(binary: string): Promise<Started> {
+  const socket = join(tempDir('prh-bench-'), 'b.sock');
+  const t0 = process.hrtime.bigint();
+  const child = spawn(binary, ['-k', socket], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${binary} exited with ${child.exitCode}`);
+    if (existsSync(socket)) {
+      try {
+        const c = await PrClient.connect(socket);
+        c.close();
+        break;
+      } catch {
+        // not accepting yet
+      }
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  const startupMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  return {
+    pid: child.pid ?? -1,
+    socket,
+    startupMs,
+    stop: () => new Promise((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0) / 1024;
+}
+
+/** Total RSS of the process; threads share it. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks at 100 Hz
+}
+
+interface Load {
+  rps: number;
+  p50_us: number;
+  p99_us: number;
+  cpuPer100k: number;
+}
+
+function load(pid: number, socket: string, connections: number, requests: number): Load {
+  const cpu0 = cpuSeconds(pid);
+  const r = spawnSync(loadgen, [socket, String(connections), String(requests), String(Math.floor(requests / 10)), '/dev/null'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`loadgen failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout) as { rps: number; p50_us: number; p99_us: number };
+  const cpu = cpuSeconds(pid) - cpu0;
+  return { ...out, cpuPer100k: (cpu / (requests * 1.1)) * 1e5 };
+}
+
+type Sample = Record<string, number>;
+
+async function round(binary: string): Promise<Sample> {
+  const h = await start(binary);
+  const idle = rssMb(h.pid);
+  const one = load(h.pid, h.socket, 1, REQUESTS);
+  const many = load(h.pid, h.socket, 64, REQUESTS * 2);
+  const loaded = rssMb(h.pid);
+  const threads = Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1] ?? 0);
+  await h.stop();
+  return {
+    'startup to accept (ms)': h.startupMs,
+    'RSS idle (MB)': idle,
+    'RSS after 64-conn load (MB)': loaded,
+    'threads after load': threads,
+    'req/s, 1 conn': one.rps,
+    'p50 µs, 1 conn': one.p50_us,
+    'p99 µs, 1 conn': one.p99_us,
+    'CPU s/100k req, 1 conn': one.cpuPer100k,
+    'req/s, 64 conns': many.rps,
+    'p50 µs, 64 conns': many.p50_us,
+    'p99 µs, 64 conns': many.p99_us,
+    'CPU s/100k req, 64 conns': many.cpuPer100k,
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(REFERENCE_HELPER)) throw new Error(`${REFERENCE_HELPER} is needed (apt-get install qemu-system-common)`);
+  const helpers = { ours: OUR_HELPER, C: REFERENCE_HELPER };
+  const samples: Record<string, Sample[]> = { ours: [], C: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate the order every round so neither side always runs on a warmer machine.
+    const order = r % 2 === 0 ? (['C', 'ours'] as const) : (['ours', 'C'] as const);
+    for (const name of order) samples[name]?.push(await round(helpers[name]));
+    process.stderr.write(`round ${r + 1}/${ROUNDS} done\n`);
+  }
+  // Extra start-up samples (start-up is noisy and cheap to repeat).
+  const startups: Record<string, number[]> = { ours: [], C: [] };
+  for (let i = 0; i < STARTUPS; i++) {
+    for (const name of i % 2 === 0 ? (['C', 'ours'] as const) : (['ours', 'C'] as const)) {
+      const h = await start(helpers[name]);
+      startups[name]?.push(h.startupMs);
+      await h.stop();
+    }
+  }
+  const keys = Object.keys(samples.ours?.[0] ?? {});
+  const rows = keys.map((k) => {
+    const pick = (name: string): number => (k.startsWith('startup')
+      ? median([...(samples[name] ?? []).map((s) => s[k] ?? 0), ...(startups[name] ?? [])])
+      : median((samples[name] ?? []).map((s) => s[k] ?? 0)));
+    const c = pick('C');
+    const o = pick('ours');
+    return { metric: k, C: c, ours: o, ratio: c === 0 ? NaN : o / c };
+  });
+  const w = Math.max(...rows.map((r) => r.metric.length));
+  const fmt = (x: number): string => (x >= 100 ? x.toFixed(0) : x.toFixed(2)).padStart(10);
+  console.log(`qemu-pr-helper benchmark: ${ROUNDS} rounds (medians), PR IN READ KEYS on /dev/null, ${REQUESTS} requests per 1-conn run, ${REQUESTS * 2} per 64-conn run`);
+  console.log(`${'metric'.padEnd(w)} ${'C'.padStart(10)} ${'ours'.padStart(10)} ${'ours/C'.padStart(8)}`);
+  for (const r of rows) console.log(`${r.metric.padEnd(w)} ${fmt(r.C)} ${fmt(r.ours)} ${r.ratio.toFixed(2).padStart(8)}`);
+}
+
+void main();
