@@ -43,7 +43,7 @@ describe('command line', () => {
   });
 });
 
-describe('command line against the C helper', { skip: hasReferenceHelper() ? false : `${REFERENCE_HELPER} is not installed` }, () => {
+describe('command line against the C helper', { skip: hasReferenceHelper() ? false : `${REFERENCE_HELPER} is not installed (Debian package qemu-system-common)` }, () => {
   const long = `/tmp/${'x'.repeat(120)}`;
   const cases: string[][] = [
     ['--bogus'], ['--bogus=1'], ['-x'], ['-k'], ['--socket'], ['--s'], ['--help=1'], ['--vers=1'],

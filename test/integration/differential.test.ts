@@ -15,10 +15,10 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, closeSync } from 'node:fs';
 import { PrClient } from '../support/client.js';
-import { startHelper, hasReferenceHelper, REFERENCE_HELPER, type Helper } from '../support/launcher.js';
+import { startHelper, referenceUnavailable, REFERENCE_HELPER, type Helper } from '../support/launcher.js';
 import { HEADER_SIZE, cleanupCdb, concat, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 
-const skip = hasReferenceHelper() ? false : `${REFERENCE_HELPER} is not installed (Debian package qemu-system-common)`;
+const skip = referenceUnavailable();
 
 type Transcript = string[];
 type Scenario = (path: string, fds: Fds) => Promise<Transcript>;

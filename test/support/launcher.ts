@@ -128,6 +128,16 @@ export function hasReferenceHelper(): boolean {
 }
 
 /**
+ * Why the C reference cannot run here, or false when it can. It must start as root: it
+ * always drops privileges and fails otherwise (spec §1.5 step 10).
+ */
+export function referenceUnavailable(): string | false {
+  if (!hasReferenceHelper()) return `${REFERENCE_HELPER} is not installed (Debian package qemu-system-common)`;
+  if (process.getuid?.() !== 0) return `${REFERENCE_HELPER} must run as root (it always drops privileges)`;
+  return false;
+}
+
+/**
  * Client connections the helper still holds open: its sockets that share the bound name of
  * its listening socket (accepted sockets carry the listener's address in /proc/net/unix).
  * The name is read from the listener itself, since ours is bound under a staging name.
