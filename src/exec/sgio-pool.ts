@@ -1,6 +1,9 @@
 /**
  * Schedules SG_IO commands on dedicated threads we create (never the libuv threadpool,
- * which fs and dns share). One thread is kept warm. When a command has waited `stallMs`
+ * which fs and dns share). One thread is kept warm. When commands queue up behind it, a
+ * second one starts at once: with two, one thread's ioctl overlaps the main thread's work
+ * on the other's result (measured: 1.7x the requests/s at 64 connections, bench/compare.ts).
+ * Beyond two, threads start only for stuck devices: when a command has waited `stallMs`
  * for a thread and every thread has been inside its current ioctl for at least `stallMs`,
  * another thread is started, up to `maxThreads`: a device that hangs for the whole SCSI
  * timeout then holds only its own thread, and other connections keep going. Fast commands
@@ -16,6 +19,9 @@ export interface SgIoPoolOptions {
   stallMs: number;
   idleMs: number;
 }
+
+/** Threads started for plain concurrency, without any device being slow. */
+const THROUGHPUT_THREADS = 2;
 
 export const DEFAULT_POOL_OPTIONS: SgIoPoolOptions = { maxThreads: 64, stallMs: 20, idleMs: 60_000 };
 
@@ -71,7 +77,9 @@ export class SgIoPool {
       const job: Job = { fd, command, queuedAt: Date.now(), resolve, reject };
       const slot = this.#slots.find((s) => s.job === null);
       if (slot) this.#dispatch(slot, job);
-      else {
+      else if (this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) {
+        this.#dispatch(this.#spawn(), job);
+      } else {
         this.#queue.push(job);
         this.#armGrowth();
       }

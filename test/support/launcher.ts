@@ -170,18 +170,35 @@ export async function idleFdCount(helper: Helper, timeoutMs = 5000): Promise<num
   return helper.fdCount();
 }
 
+function threadCount(helper: Helper): number {
+  return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${helper.pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+
 /**
- * Runs one request so that the helper's SG_IO thread has started (its event loop opens fds
- * of its own), then returns the idle fd count: the baseline for leak checks.
+ * Brings the helper to its steady state, then returns its idle fd count: the baseline for
+ * leak checks. SG_IO threads open fds of their own (an event loop each): one thread starts
+ * with the helper, and a second one as soon as requests queue up (src/exec/sgio-pool.ts),
+ * so concurrent requests are sent until that second thread exists.
  */
 export async function warmBaseline(helper: Helper): Promise<number> {
-  const client = await PrClient.connect(helper.socketPath);
   const fd = openSync('/dev/null', 'r');
+  const burst = async (connections: number): Promise<void> => {
+    const clients = await Promise.all(Array.from({ length: connections }, () => PrClient.connect(helper.socketPath)));
+    await Promise.all(clients.map(async (c) => {
+      for (let i = 0; i < 10; i++) c.send(prInCdb({ sa: 0, allocationLength: 8 }), [fd]);
+      for (let i = 0; i < 10; i++) await c.readResponse();
+      c.close();
+    }));
+  };
   try {
-    await client.request(prInCdb({ sa: 0, allocationLength: 8 }), fd);
+    await burst(1);
+    const single = threadCount(helper);
+    await pollUntil(async () => {
+      await burst(16);
+      return threadCount(helper) > single;
+    }, 'the second SG_IO thread');
   } finally {
     closeSync(fd);
-    client.close();
   }
   return idleFdCount(helper);
 }
