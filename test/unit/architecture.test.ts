@@ -1,0 +1,50 @@
+/**
+ * Layering rules, checked on the sources (style habits 1, 8, 9): the protocol and SCSI
+ * layers are pure, koffi is only loaded in src/sys/libc.ts, `any` appears only there, and
+ * nothing silences the type checker.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { REPO_ROOT } from '../support/launcher.js';
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+const SRC = join(REPO_ROOT, 'src');
+const files = sources(SRC).map((path) => ({ rel: relative(REPO_ROOT, path), text: readFileSync(path, 'utf8') }));
+
+test('sources were found', () => {
+  assert.ok(files.length > 20);
+});
+
+test('src/protocol and src/scsi import no I/O, no koffi and no sys layer', () => {
+  const bad = files
+    .filter((f) => /^src\/(protocol|scsi)\//.test(f.rel))
+    .flatMap((f) => [...f.text.matchAll(/from '([^']+)'/g)].map((m) => [f.rel, m[1] ?? ''] as const))
+    .filter(([, spec]) => spec.startsWith('node:') || spec === 'koffi' || spec.includes('/sys/') || spec.includes('/server/') || spec.includes('/exec/'));
+  assert.deepEqual(bad, []);
+});
+
+test('koffi is loaded only in src/sys/libc.ts', () => {
+  assert.deepEqual(files.filter((f) => /from 'koffi'|require\('koffi'\)/.test(f.text) && f.rel !== 'src/sys/libc.ts').map((f) => f.rel), []);
+});
+
+test('`any` appears only in src/sys/libc.ts; no @ts-ignore anywhere', () => {
+  const anyUse = files.filter((f) => f.rel !== 'src/sys/libc.ts' && /(:\s*any\b|as any\b|<any>)/.test(f.text)).map((f) => f.rel);
+  assert.deepEqual(anyUse, []);
+  assert.deepEqual(files.filter((f) => f.text.includes('@ts-ignore')).map((f) => f.rel), []);
+});
+
+test('only the sys layer deals in errno numbers and pointers', () => {
+  const bad = files
+    .filter((f) => !f.rel.startsWith('src/sys/'))
+    .filter((f) => /lastErrno|allocNative|\.address\b/.test(f.text))
+    .map((f) => f.rel);
+  assert.deepEqual(bad, []);
+});
