@@ -10,8 +10,9 @@
  * path; with no usable path and queue_if_no_path the kernel retries every 10 ms
  * (dm_prepare_ioctl, -ENOTCONN) until a path returns, so the ioctl blocks in the kernel
  * exactly as long as the test wants: the path is reinstated SLOW_MS after all K are inside
- * SG_IO (seen in /proc/PID/task/*/syscall), by a timer independent of the fast series, and the commands then reach scsi_debug,
- * which answers PERSISTENT RESERVE IN with CHECK CONDITION, INVALID COMMAND OPERATION CODE.
+ * SG_IO (seen in each thread's /proc syscall file), by a timer independent of the fast
+ * series, and the commands then reach scsi_debug, which answers PERSISTENT RESERVE IN with
+ * CHECK CONDITION, INVALID COMMAND OPERATION CODE.
  * What a hang costs the others is measured, not assumed zero: the first fast request waits
  * for the pool to notice the stall (20 ms) and load one more SG_IO thread (1-2.6 s under
  * TCG, where a worker_thread loading koffi is slow); it must stay far below the hang
