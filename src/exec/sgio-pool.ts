@@ -1,14 +1,19 @@
 /**
  * Schedules SG_IO commands on dedicated threads we create (never the libuv threadpool,
- * which fs and dns share). One thread is kept warm. When commands queue up behind it, a
- * second one starts at once: with two, one thread's ioctl overlaps the main thread's work
- * on the other's result (measured: 1.7x the requests/s at 64 connections, bench/compare.ts).
- * Beyond two, threads start only for stuck devices: when a command has waited `stallMs`
- * for a thread and every thread has been inside its current ioctl for at least `stallMs`,
- * another thread is started, up to `maxThreads`: a device that hangs for the whole SCSI
- * timeout then holds only its own thread, and other connections keep going. Fast commands
- * never grow the pool, however many are queued. Threads idle for `idleMs` beyond the
- * first are stopped again.
+ * which fs and dns share). A slow or hung device must cost other connections nothing
+ * (spec §9 item 11), so the pool grows when threads get stuck:
+ *
+ * - One thread is started with the helper.
+ * - Throughput: when commands queue while every thread is loaded and busy, a second thread
+ *   starts. With two, one thread's ioctl overlaps the main thread's work on the other's
+ *   result (measured: 1.7x the requests/s at 64 connections, bench/compare.ts).
+ * - Stuck devices: a thread is stuck when it has been inside its ioctl for `stallMs`, as
+ *   seen by two checks `stallMs` apart (a thread that is merely waiting for a CPU has not
+ *   entered its ioctl yet). While any thread is stuck, the pool keeps a thread free (idle
+ *   or loading) for every queued command plus one spare, up to `maxThreads`, so that the
+ *   next command does not wait for a thread to load (~50 ms; seconds under emulation).
+ * - A starting thread gets no command until it has loaded; the queue goes to whichever
+ *   thread is free first. Threads beyond the first stop after `idleMs` idle.
  */
 import { EventCounter } from '../sys/fd.js';
 import { FdWatcher } from '../sys/poll.js';
@@ -28,16 +33,19 @@ export const DEFAULT_POOL_OPTIONS: SgIoPoolOptions = { maxThreads: 64, stallMs: 
 interface Job {
   fd: number;
   command: SgIoCommand;
-  queuedAt: number;
   resolve: (result: SgIoResult) => void;
   reject: (error: Error) => void;
 }
 
 interface Slot {
   thread: SgIoThread;
+  /** Loaded and waiting for work. */
+  ready: boolean;
   job: Job | null;
-  /** When the current job started, or when the slot became idle. */
-  since: number;
+  /** When the slot became idle (for the reaper). */
+  idleSince: number;
+  /** When a check first saw the worker inside the current job's ioctl. */
+  enteredSeenAt: number | null;
 }
 
 export class SgIoPool {
@@ -46,7 +54,7 @@ export class SgIoPool {
   readonly #queue: Job[] = [];
   readonly #completions = new EventCounter();
   readonly #watcher: FdWatcher;
-  #growTimer: NodeJS.Timeout | null = null;
+  #checkTimer: NodeJS.Timeout | null = null;
   #reapTimer: NodeJS.Timeout;
   #running = 0;
   #closed = false;
@@ -70,32 +78,50 @@ export class SgIoPool {
     return this.#slots.length;
   }
 
+  /** True while any thread is inside an ioctl that has not returned. */
+  get blocked(): boolean {
+    return this.#slots.some((s) => s.job !== null);
+  }
+
   /** Runs `command` on `fd` (borrowed until the promise settles). */
   run(fd: number, command: SgIoCommand): Promise<SgIoResult> {
     if (this.#closed) return Promise.reject(new Error('Cannot run SG_IO: the pool is closed'));
     return new Promise((resolve, reject) => {
-      const job: Job = { fd, command, queuedAt: Date.now(), resolve, reject };
-      const slot = this.#slots.find((s) => s.job === null);
-      if (slot) this.#dispatch(slot, job);
-      else if (this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) {
-        this.#dispatch(this.#spawn(), job);
-      } else {
-        this.#queue.push(job);
-        this.#armGrowth();
+      const job: Job = { fd, command, resolve, reject };
+      const slot = this.#slots.find((s) => s.ready && s.job === null);
+      if (slot) {
+        this.#dispatch(slot, job);
+        return;
       }
+      this.#queue.push(job);
+      const allBusy = this.#slots.every((s) => s.ready);
+      if (allBusy && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
+      this.#check();
     });
   }
 
-  #spawn(): Slot {
-    const slot: Slot = { thread: new SgIoThread(this.#completions.fd), job: null, since: Date.now() };
+  #spawn(): void {
+    const slot: Slot = {
+      thread: new SgIoThread(this.#completions.fd), ready: false, job: null, idleSince: Date.now(), enteredSeenAt: null,
+    };
     slot.thread.onExit = (error) => this.#threadDied(slot, error);
+    slot.thread.onReady = () => {
+      slot.ready = true;
+      slot.idleSince = Date.now();
+      this.#next(slot);
+    };
     this.#slots.push(slot);
-    return slot;
+  }
+
+  /** Gives an idle, loaded slot the oldest queued command, if any. */
+  #next(slot: Slot): void {
+    const job = this.#closed ? undefined : this.#queue.shift();
+    if (job) this.#dispatch(slot, job);
   }
 
   #dispatch(slot: Slot, job: Job): void {
     slot.job = job;
-    slot.since = Date.now();
+    slot.enteredSeenAt = null;
     this.#running++;
     this.#watcher.ref(true);
     try {
@@ -104,7 +130,9 @@ export class SgIoPool {
       slot.job = null;
       this.#running--;
       job.reject(error instanceof Error ? error : new Error(String(error)));
+      return;
     }
+    this.#armCheck();
   }
 
   #collect(): void {
@@ -114,42 +142,52 @@ export class SgIoPool {
       if (job === null || !slot.thread.done) continue;
       const result = slot.thread.takeResult();
       slot.job = null;
-      slot.since = Date.now();
+      slot.idleSince = Date.now();
       this.#running--;
-      const next = this.#queue.shift();
-      if (next) this.#dispatch(slot, next);
+      this.#next(slot);
       job.resolve(result);
     }
     if (this.#running === 0) this.#watcher.ref(false);
   }
 
-  #armGrowth(): void {
-    if (this.#growTimer !== null || this.#queue.length === 0) return;
-    const oldest = this.#queue[0];
-    const wait = Math.max(1, oldest ? oldest.queuedAt + this.#options.stallMs - Date.now() : 0);
-    this.#growTimer = setTimeout(() => {
-      this.#growTimer = null;
+  /** Runs #check every stallMs while any command is executing or queued. */
+  #armCheck(): void {
+    if (this.#checkTimer !== null || this.#closed) return;
+    this.#checkTimer = setTimeout(() => {
+      this.#checkTimer = null;
       // A busy main thread may simply not have collected finished commands yet.
       this.#collect();
-      const head = this.#queue[0];
-      if (head === undefined || this.#closed) return;
-      const now = Date.now();
-      const stalled = now - head.queuedAt >= this.#options.stallMs
-        && this.#slots.every((s) => s.job !== null && !s.thread.done && now - s.since >= this.#options.stallMs);
-      if (stalled && this.#slots.length < this.#options.maxThreads) {
-        const slot = this.#spawn();
-        const job = this.#queue.shift();
-        if (job) this.#dispatch(slot, job);
+      this.#check();
+      if (this.#running > 0 || this.#queue.length > 0) this.#armCheck();
+    }, this.#options.stallMs);
+  }
+
+  /** Starts threads while stuck ones leave too few free (see the header). */
+  #check(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    let stuck = 0;
+    let free = 0;
+    for (const s of this.#slots) {
+      if (!s.ready || s.job === null) {
+        free++;
+      } else if (!s.thread.done && s.thread.entered) {
+        s.enteredSeenAt ??= now;
+        if (now - s.enteredSeenAt >= this.#options.stallMs) stuck++;
       }
-      this.#armGrowth();
-    }, wait);
+    }
+    if (stuck === 0) return;
+    const wanted = this.#queue.length + 1;
+    for (let n = free; n < wanted && this.#slots.length < this.#options.maxThreads; n++) this.#spawn();
   }
 
   #reap(): void {
     const now = Date.now();
+    const stuck = this.#slots.some((s) => s.enteredSeenAt !== null && s.job !== null);
+    if (stuck) return; // keep the spare while a device hangs
     for (let i = this.#slots.length - 1; i >= 1; i--) {
       const slot = this.#slots[i];
-      if (slot && slot.job === null && now - slot.since >= this.#options.idleMs) {
+      if (slot && slot.ready && slot.job === null && now - slot.idleSince >= this.#options.idleMs) {
         this.#slots.splice(i, 1);
         slot.thread.onExit = null;
         slot.thread.stop();
@@ -166,17 +204,7 @@ export class SgIoPool {
       this.#running--;
       job.reject(new Error('SG_IO thread exited during a command', { cause: error ?? undefined }));
     }
-    if (this.#closed) return;
-    if (this.#slots.length === 0 || this.#queue.length > 0) {
-      const fresh = this.#spawn();
-      const next = this.#queue.shift();
-      if (next) this.#dispatch(fresh, next);
-    }
-  }
-
-  /** True while any thread is inside an ioctl that has not returned. */
-  get blocked(): boolean {
-    return this.#slots.some((s) => s.job !== null);
+    if (!this.#closed && (this.#slots.length === 0 || this.#queue.length > 0)) this.#spawn();
   }
 
   /** Stops idle threads; busy ones finish first. */
@@ -184,10 +212,11 @@ export class SgIoPool {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#reapTimer);
-    if (this.#growTimer) clearTimeout(this.#growTimer);
+    if (this.#checkTimer) clearTimeout(this.#checkTimer);
     for (const job of this.#queue.splice(0)) job.reject(new Error('Cannot run SG_IO: the pool is closed'));
     for (const slot of this.#slots) {
       slot.thread.onExit = null;
+      slot.thread.onReady = null;
       slot.thread.stop();
     }
     this.#watcher.close();

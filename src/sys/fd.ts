@@ -82,3 +82,13 @@ export function createPipe(): [number, number] {
   if (libc.pipe2(fds, O_CLOEXEC) < 0) throw new SyscallError('pipe2', lastErrno());
   return [fds[0] ?? -1, fds[1] ?? -1];
 }
+
+const PR_SET_NAME = 15;
+
+/**
+ * Names the calling thread (at most 15 bytes), as ps -L and /proc/PID/task/TID/comm show it.
+ * Best effort: a failure changes nothing else.
+ */
+export function nameThisThread(name: string): void {
+  libc.prctlName(PR_SET_NAME, name.slice(0, 15), 0, 0, 0);
+}

@@ -5,6 +5,8 @@ export const Control = {
   ADDR_LO: 2,
   ADDR_HI: 3,
   ERRNO: 4,
+  /** Set by the worker just before it enters ioctl(); the main thread clears it. */
+  ENTERED: 5,
   SIZE: 8,
 } as const;
 
@@ -14,3 +16,6 @@ export const State = {
   DONE: 2,
   EXIT: 3,
 } as const;
+
+/** OS name of a loaded SG_IO thread (/proc/PID/task/TID/comm). */
+export const SGIO_THREAD_NAME = 'prh-sgio';

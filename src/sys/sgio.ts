@@ -69,6 +69,8 @@ export class SgIoThread {
   #freed = false;
   /** Called if the thread dies (it never should); the pool fails its request. */
   onExit: ((error: Error | null) => void) | null = null;
+  /** Called once the thread has loaded and waits for work. */
+  onReady: (() => void) | null = null;
 
   constructor(completionFd: number) {
     this.#area = allocNative(AREA_SIZE);
@@ -83,6 +85,7 @@ export class SgIoThread {
       stderr: false,
     });
     this.#worker.unref();
+    this.#worker.once('message', () => this.onReady?.());
     this.#worker.on('error', (err) => this.onExit?.(err));
     this.#worker.on('exit', () => this.onExit?.(null));
   }
@@ -121,8 +124,14 @@ export class SgIoThread {
     c[Control.ADDR_LO] = address % 0x1_0000_0000 | 0;
     c[Control.ADDR_HI] = Math.floor(address / 0x1_0000_0000);
     c[Control.ERRNO] = 0;
+    c[Control.ENTERED] = 0;
     Atomics.store(c, Control.STATE, State.REQUEST);
     Atomics.notify(c, Control.STATE);
+  }
+
+  /** True once the worker is inside (or past) the started ioctl, not merely woken. */
+  get entered(): boolean {
+    return Atomics.load(this.#control, Control.ENTERED) === 1;
   }
 
   /** True once the started ioctl has returned. */

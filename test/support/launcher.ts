@@ -174,11 +174,24 @@ function threadCount(helper: Helper): number {
   return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${helper.pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
+/** SG_IO threads that have finished loading: they name themselves 'prh-sgio'. */
+export function loadedSgIoThreads(helper: Helper): number {
+  let n = 0;
+  for (const tid of readdirSync(`/proc/${helper.pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${helper.pid}/task/${tid}/comm`, 'utf8').trim() === 'prh-sgio') n++;
+    } catch {
+      // thread gone
+    }
+  }
+  return n;
+}
+
 /**
  * Brings the helper to its steady state, then returns its idle fd count: the baseline for
  * leak checks. SG_IO threads open fds of their own (an event loop each): one thread starts
- * with the helper, and a second one as soon as requests queue up (src/exec/sgio-pool.ts),
- * so concurrent requests are sent until that second thread exists.
+ * with the helper, and a second one as soon as requests queue up (src/exec/sgio-pool.ts).
+ * Concurrent requests are sent until both exist and have loaded.
  */
 export async function warmBaseline(helper: Helper): Promise<number> {
   const fd = openSync('/dev/null', 'r');
@@ -191,12 +204,10 @@ export async function warmBaseline(helper: Helper): Promise<number> {
     }));
   };
   try {
-    await burst(1);
-    const single = threadCount(helper);
     await pollUntil(async () => {
       await burst(16);
-      return threadCount(helper) > single;
-    }, 'the second SG_IO thread');
+      return loadedSgIoThreads(helper) >= 2;
+    }, 'two loaded SG_IO threads');
   } finally {
     closeSync(fd);
   }
