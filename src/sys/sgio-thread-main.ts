@@ -19,11 +19,28 @@ new DataView(one.buffer).setBigUint64(0, 1n, true);
 nameThisThread(SGIO_THREAD_NAME);
 parentPort?.postMessage('ready');
 
+/**
+ * QEMU sends a VM's PR commands one after another, so the next request usually follows
+ * within tens of microseconds. Polling that long before sleeping saves a futex wake-up per
+ * request: measured (bench/compare.ts) at about 2x requests/s and half the p50 latency on
+ * one connection. The cost is at most SPIN_MS of CPU after each command.
+ */
+const SPIN_MS = 0.1;
+
+/** Polls the state for up to SPIN_MS; true if it changed from `state`. */
+function spinFor(state: number): boolean {
+  const deadline = performance.now() + SPIN_MS;
+  for (;;) {
+    for (let i = 0; i < 64; i++) if (Atomics.load(control, Control.STATE) !== state) return true;
+    if (performance.now() >= deadline) return false;
+  }
+}
+
 for (;;) {
   const state = Atomics.load(control, Control.STATE);
   if (state === State.EXIT) break;
   if (state !== State.REQUEST) {
-    Atomics.wait(control, Control.STATE, state);
+    if (!spinFor(state)) Atomics.wait(control, Control.STATE, state);
     continue;
   }
   const fd = control[Control.FD] ?? -1;
