@@ -93,7 +93,7 @@ export class Connection {
           const fds = got.kind === 'eof' ? got.fds : [];
           const end = this.#session.end();
           closeAll([...fds, ...end.discardFds]);
-          if (got.kind === 'error') this.#deps.log.error(`Unable to read from socket: ${got.error.message.replace(/^recvmsg: /, '')}`);
+          if (got.kind === 'error') this.#deps.log.error(`Unable to read from socket: ${got.error.description}`);
           else if (end.error) this.#deps.log.error(end.error.message);
           this.close();
           return;
@@ -162,7 +162,7 @@ export class Connection {
         sent = sendBytes(this.fd, pending);
       } catch (error) {
         this.#pending = null;
-        const reason = error instanceof SyscallError ? error.message.replace(/^send: /, '') : describe(error);
+        const reason = error instanceof SyscallError ? error.description : describe(error);
         this.#deps.log.error(`Unable to write to socket: ${reason}`);
         this.close();
         return;

@@ -39,7 +39,7 @@ export interface ListenerInfo {
 }
 
 function errnoOf(error: unknown): string {
-  if (error instanceof SyscallError) return describeErrno(error.errno);
+  if (error instanceof SyscallError) return error.description;
   if (error instanceof Error && 'errno' in error && typeof error.errno === 'number') {
     return describeErrno(-error.errno);
   }

@@ -48,9 +48,13 @@ export class SyscallError extends Error {
   readonly syscall: string;
   readonly errno: number;
   readonly code: string;
+  /** strerror(3) text alone, as the reference prints it ("Broken pipe"). */
+  readonly description: string;
 
   constructor(syscall: string, errno: number, options?: ErrorOptions) {
-    super(`${syscall}: ${describeErrno(errno)}`, options);
+    const description = describeErrno(errno);
+    super(`${syscall}: ${description}`, options);
+    this.description = description;
     this.name = 'SyscallError';
     this.syscall = syscall;
     this.errno = errno;
