@@ -23,6 +23,8 @@ export interface ConnectionDeps {
   log: Logger;
   /** Called once, after the socket is closed. */
   onClosed: (connection: Connection) => void;
+  /** Called after each request's execution settles (its fd is closed by then). */
+  onSettled: () => void;
 }
 
 /** Reads per wake-up before yielding to other connections. */
@@ -139,7 +141,7 @@ export class Connection {
         this.#deps.log.error(`Internal error executing a request: ${describe(error)}`);
         this.close();
       },
-    );
+    ).finally(() => this.#deps.onSettled());
   }
 
   #executed(request: PrRequest, outcome: ScsiOutcome): void {

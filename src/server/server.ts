@@ -42,6 +42,7 @@ export class Server {
       executor: this.#deps.executor,
       log: this.#deps.log,
       onClosed: (c) => this.#closed(c),
+      onSettled: () => this.#checkStopped(),
     });
     this.#connections.add(connection);
     connection.start();
@@ -70,10 +71,10 @@ export class Server {
       this.#stopped = resolve;
     });
     for (const connection of [...this.#connections]) connection.drain();
-    // A connection whose client vanished mid-request is closed but its command may still
-    // run: wait for the executor too, so that its fd is closed before we exit.
-    const poll = setInterval(() => this.#checkStopped(), 10);
+    // A connection whose client vanished mid-request is closed, but its command may still
+    // run: completion also waits for the executor (checked again as each request settles),
+    // so that its fd is closed before we exit.
     this.#checkStopped();
-    return done.finally(() => clearInterval(poll));
+    return done;
   }
 }
