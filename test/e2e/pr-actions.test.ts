@@ -186,12 +186,14 @@ describe('PR service actions through our helper on a LIO disk, two initiators', 
     assert.deepEqual(keySet(keys.keys), ['0xb2']);
   });
 
-  // A successful PREEMPT AND ABORT deadlocks LIO with tcm_loop in Debian's 6.1 kernel, with
-  // or without a reservation held, also with sg_persist alone and no helper involved: the
-  // target_submission worker runs the PR OUT and core_scsi3_pro_preempt ->
-  // core_tmr_lun_reset -> flush_work() waits for that same work item, so the SG_IO never
-  // completes (issuer in D state in blk_execute_rq). Only the refused form runs here: it
-  // proves the service action reaches the target and the target's answer comes back.
+  // A successful PREEMPT AND ABORT *sent over tcm_loop* deadlocks LIO in Debian's 6.1 and
+  // 6.12 kernels alike, with or without a reservation held, also with sg_persist alone and
+  // no helper involved: tcm_loop queues every command to the target_submission work item,
+  // which runs the PR OUT, and core_scsi3_pro_preempt -> core_tmr_lun_reset -> flush_work()
+  // waits for that same work item, so the SG_IO never completes (issuer in D state in
+  // blk_execute_rq; the device attribute submit_type=1 does not help, tcm_loop does not
+  // support direct submission). The refused form runs here on tcm_loop; the successful form
+  // runs at the end of this file, sent from the iSCSI nexus.
   test('PREEMPT AND ABORT from an unregistered nexus: the target answers RESERVATION CONFLICT', async () => {
     const r = await pr.preempt(aSd, 0xa5n, 0xb2n, PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY, true);
     assert.equal(r.status, STATUS.RESERVATION_CONFLICT);
@@ -241,5 +243,61 @@ describe('PR service actions through our helper on a LIO disk, two initiators', 
     const after = parseReadKeys(await prInBoth(aSd, PR_IN.READ_KEYS));
     assert.deepEqual(after.keys, []);
     assert.equal(after.generation, sgReadKeys(diskA).generation);
+  });
+
+  // The preempting initiator is the third nexus, over iSCSI (vm_iscsi_setup): LIO's iSCSI
+  // target runs the command in its own rx thread, not in the target_submission work item, so
+  // the LUN reset inside PREEMPT AND ABORT can flush that work item. The preempted initiator A
+  // stays on tcm_loop.
+  test('PREEMPT AND ABORT succeeds (iSCSI nexus preempts A): A\'s registration is gone, the iSCSI nexus holds the reservation, A gets its UNIT ATTENTION unchanged', async () => {
+    const iscsi = E2E.iscsi;
+    assert.ok(iscsi, 'PRH_E2E_ISCSI is set: the guest logged in to the iSCSI target (see "# guest: iSCSI" in the log)');
+    const cSd = new DeviceFd(iscsi.disk);
+    try {
+      drainUnitAttentions(direct ?? new DirectSgIo(), cSd.fd);
+      const KA = 0xa9n;
+      const KB = 0xc1n;
+      const WE_RO = PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY; // type 5
+      good(await pr.register(aSd, KA));
+      good(await pr.register(cSd, KB));
+      good(await pr.reserve(aSd, KA, WE_RO));
+      expectKeys(diskA, [KA, KB]);
+      expectReservation(iscsi.disk, { key: KA, type: WE_RO });
+      const t0 = performance.now();
+      const r = await pr.preempt(cSd, KB, KA, WE_RO, true);
+      const ms = performance.now() - t0;
+      log(`PREEMPT AND ABORT from ${iscsi.initiator} (${iscsi.disk}) key ${keyHex(KB)}, service action key ${keyHex(KA)}, type ${WE_RO}: status 0x${r.status.toString(16)} in ${ms.toFixed(0)} ms`);
+      assert.equal(r.status, STATUS.GOOD, 'PREEMPT AND ABORT: GOOD');
+      assert.equal(r.size, 0);
+      assert.deepEqual(r.sense, new Uint8Array(96));
+      // sg_persist on the disk: A's registration is gone, the iSCSI nexus holds the reservation
+      expectKeys(diskB, [KB]);
+      expectReservation(diskB, { key: KB, type: WE_RO });
+      const holder = sgReadFullStatus(iscsi.disk).entries.filter((e) => e.holder);
+      assert.equal(holder.length, 1);
+      assert.equal(holder[0]?.key, KB);
+      assert.equal(holder[0]?.sasAddress, null, 'sg_persist: the holder is not a SAS (tcm_loop) initiator');
+      const fs = parseFullStatus(await prInBoth(cSd, PR_IN.READ_FULL_STATUS));
+      const h = fs.entries.find((e) => e.holder);
+      assert.equal(h?.key, KB);
+      assert.equal((h?.transportId[0] ?? 0) & 0x0f, 5, 'holder TransportID: iSCSI protocol identifier');
+      assert.ok(new TextDecoder().decode(h?.transportId.slice(4)).startsWith(iscsi.initiator), 'holder TransportID names the iSCSI initiator');
+      // A's next command through the helper: the target's UNIT ATTENTION, passed through as is
+      const ua = await pr.in(aSd, PR_IN.READ_KEYS);
+      assert.equal(ua.status, STATUS.CHECK_CONDITION, 'A was preempted: CHECK CONDITION');
+      assert.equal(ua.size, 0);
+      assert.deepEqual(senseTriple(ua.sense), [0x6, 0x2a, 0x05], 'UNIT ATTENTION / REGISTRATIONS PREEMPTED from LIO');
+      log(`A after PREEMPT AND ABORT: status 0x${ua.status.toString(16)}, sense ${Buffer.from(ua.sense.slice(0, 18)).toString('hex')}`);
+      const keys = parseReadKeys(await prInBoth(aSd, PR_IN.READ_KEYS));
+      assert.deepEqual(keySet(keys.keys), [keyHex(KB)]);
+      // B (tcm_loop, not registered) still works; then leave the disk empty
+      drainUnitAttentions(direct ?? new DirectSgIo(), bSd.fd);
+      good(await pr.clear(cSd, KB));
+      expectKeys(diskA, []);
+      expectReservation(diskA, null);
+      drainUnitAttentions(direct ?? new DirectSgIo(), aSd.fd);
+    } finally {
+      cSd.close();
+    }
   });
 });

@@ -5,6 +5,8 @@
  *   PRH_E2E_DISKS="/dev/sda /dev/sdb"   one block device per tcm_loop path (I_T nexus)
  *   PRH_E2E_SGS="/dev/sg0 /dev/sg1"     the matching scsi-generic nodes
  *   PRH_E2E_INITIATORS="0x5001405000002001 0x5001405000002002"   SAS address of each nexus
+ *   PRH_E2E_ISCSI="/dev/sdc /dev/sg2 iqn...:initiator3"   a third nexus to the same LU, over
+ *                                       iSCSI (vm_iscsi_setup in vm/vm-lib.sh): disk, sg, initiator name
  *   PRH_E2E_VMLINUX, PRH_E2E_INNER_INITRD  kernel + initramfs for the nested QEMU test
  */
 import { openSync, closeSync, constants, existsSync } from 'node:fs';
@@ -21,6 +23,9 @@ export const E2E = {
   initiators: words(process.env['PRH_E2E_INITIATORS']).map((w) => BigInt(w)),
   vmlinux: process.env['PRH_E2E_VMLINUX'] ?? '',
   innerInitrd: process.env['PRH_E2E_INNER_INITRD'] ?? '',
+  /** the iSCSI nexus, or null when the guest could not set it up */
+  iscsi: ((w): { disk: string; sg: string; initiator: string } | null =>
+    w.length === 3 ? { disk: w[0] ?? '', sg: w[1] ?? '', initiator: w[2] ?? '' } : null)(words(process.env['PRH_E2E_ISCSI'])),
 };
 
 /** Why the e2e tests cannot run here, or false when they can (inside the VM). */

@@ -11,6 +11,7 @@ PKGS=(
   udev                 # systemd-udevd (multipath needs udev)
   sg3-utils            # sg_persist: the oracle the tests check the disk with
   multipath-tools      # multipathd, mpathpersist (for the multipath tests)
+  open-iscsi           # iscsid, iscsiadm: the iSCSI nexus (vm_iscsi_setup) a successful PREEMPT AND ABORT is sent from
   python3              # extract-vmlinux.py (host side only)
 )
 missing=()
