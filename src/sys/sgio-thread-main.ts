@@ -3,6 +3,7 @@
  * synchronously (it may block for the whole SCSI timeout), publishes errno and wakes the
  * main loop through the shared eventfd. See sgio.ts.
  */
+import { availableParallelism } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { libc, lastErrno } from './libc.js';
 import { SG_IO } from './layouts.js';
@@ -23,9 +24,10 @@ parentPort?.postMessage('ready');
  * QEMU sends a VM's PR commands one after another, so the next request usually follows
  * within tens of microseconds. Polling that long before sleeping saves a futex wake-up per
  * request: measured (bench/compare.ts) at about 2x requests/s and half the p50 latency on
- * one connection. The cost is at most SPIN_MS of CPU after each command.
+ * one connection. The cost is at most SPIN_MS of CPU after each command. With a single CPU
+ * the main thread needs that CPU to send the next request, so there is no polling at all.
  */
-const SPIN_MS = 0.1;
+const SPIN_MS = availableParallelism() > 1 ? 0.1 : 0; // on one CPU, polling only delays the main thread
 
 /** Polls the state for up to SPIN_MS; true if it changed from `state`. */
 function spinFor(state: number): boolean {
