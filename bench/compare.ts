@@ -3,7 +3,8 @@
  * same workload (PERSISTENT RESERVE IN with a /dev/null fd: SG_IO fails with ENOTTY at once,
  * so this measures the helper's own overhead). Prints medians and ratios ours/C.
  *
- * usage: npm run bench [-- --rounds N --requests N]
+ * usage: npm run bench [-- --rounds N --requests N --connections 1,16,64,256]
+ * (1-connection runs send --requests requests, others twice that.)
  * Needs a C compiler (cc) for the load generator, and /usr/bin/qemu-pr-helper.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -18,8 +19,10 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     requests: { type: 'string', default: '20000' },
     startups: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '1,16,64,256' },
   },
 });
+const CONNECTIONS = values.connections.split(',').map(Number).filter((n) => n > 0);
 const ROUNDS = Number(values.rounds);
 const REQUESTS = Number(values.requests);
 const STARTUPS = Number(values.startups);
@@ -95,26 +98,19 @@ type Sample = Record<string, number>;
 
 async function round(binary: string): Promise<Sample> {
   const h = await start(binary);
-  const idle = rssMb(h.pid);
-  const one = load(h.pid, h.socket, 1, REQUESTS);
-  const many = load(h.pid, h.socket, 64, REQUESTS * 2);
-  const loaded = rssMb(h.pid);
-  const threads = Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1] ?? 0);
+  const sample: Sample = { 'startup to accept (ms)': h.startupMs, 'RSS idle (MB)': rssMb(h.pid) };
+  for (const n of CONNECTIONS) {
+    const r = load(h.pid, h.socket, n, n === 1 ? REQUESTS : REQUESTS * 2);
+    const tag = n === 1 ? '1 conn' : `${n} conns`;
+    sample[`req/s, ${tag}`] = r.rps;
+    sample[`p50 µs, ${tag}`] = r.p50_us;
+    sample[`p99 µs, ${tag}`] = r.p99_us;
+    sample[`CPU s/100k req, ${tag}`] = r.cpuPer100k;
+  }
+  sample[`RSS after ${Math.max(...CONNECTIONS)}-conn load (MB)`] = rssMb(h.pid);
+  sample['threads after load'] = Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1] ?? 0);
   await h.stop();
-  return {
-    'startup to accept (ms)': h.startupMs,
-    'RSS idle (MB)': idle,
-    'RSS after 64-conn load (MB)': loaded,
-    'threads after load': threads,
-    'req/s, 1 conn': one.rps,
-    'p50 µs, 1 conn': one.p50_us,
-    'p99 µs, 1 conn': one.p99_us,
-    'CPU s/100k req, 1 conn': one.cpuPer100k,
-    'req/s, 64 conns': many.rps,
-    'p50 µs, 64 conns': many.p50_us,
-    'p99 µs, 64 conns': many.p99_us,
-    'CPU s/100k req, 64 conns': many.cpuPer100k,
-  };
+  return sample;
 }
 
 function median(xs: number[]): number {
@@ -153,7 +149,7 @@ async function main(): Promise<void> {
   });
   const w = Math.max(...rows.map((r) => r.metric.length));
   const fmt = (x: number): string => (x >= 100 ? x.toFixed(0) : x.toFixed(2)).padStart(10);
-  console.log(`qemu-pr-helper benchmark: ${ROUNDS} rounds (medians), PR IN READ KEYS on /dev/null, ${REQUESTS} requests per 1-conn run, ${REQUESTS * 2} per 64-conn run`);
+  console.log(`qemu-pr-helper benchmark: ${ROUNDS} rounds (medians), PR IN READ KEYS on /dev/null, ${REQUESTS} requests per 1-conn run, ${REQUESTS * 2} per multi-connection run`);
   console.log(`${'metric'.padEnd(w)} ${'C'.padStart(10)} ${'ours'.padStart(10)} ${'ours/C'.padStart(8)}`);
   for (const r of rows) console.log(`${r.metric.padEnd(w)} ${fmt(r.C)} ${fmt(r.ours)} ${r.ratio.toFixed(2).padStart(8)}`);
 }
