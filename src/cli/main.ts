@@ -23,6 +23,9 @@ process.stderr.on('error', () => undefined);
 const program = env['QEMU_PR_HELPER_ARGV0'] ?? argv[1] ?? 'qemu-pr-helper';
 delete env['QEMU_PR_HELPER_ARGV0'];
 
+/** How long shutdown waits beyond the SG_IO timeout for requests still executing. */
+const SHUTDOWN_GRACE_MS = 5000;
+
 type Stop = () => void;
 let stopRequested = false;
 let stop: Stop | null = null;
@@ -88,6 +91,13 @@ function main(): void {
   stop = () => {
     if (stopping) return;
     stopping = true;
+    // Executing requests are answered first, but a device that never returns (a dm map
+    // queueing without paths ignores the SG_IO timeout) must not keep us forever: after
+    // the SCSI timeout plus a grace period, exit anyway.
+    setTimeout(() => {
+      log.fatal(`Exiting with ${executor.inFlight} request(s) still executing after the I/O timeout`);
+      exitImmediately(0);
+    }, options.ioTimeoutMs + SHUTDOWN_GRACE_MS).unref();
     void server.stop().then(() => {
       const stuck = pool.blocked;
       executor.close();
