@@ -8,8 +8,8 @@
  *   starts. With two, one thread's ioctl overlaps the main thread's work on the other's
  *   result (measured: 1.7x the requests/s at 64 connections, bench/compare.ts).
  * - Stuck devices: a thread is stuck when it has been inside its ioctl for `stallMs`, as
- *   seen by two checks `stallMs` apart (a thread that is merely waiting for a CPU has not
- *   entered its ioctl yet). While any thread is stuck, the pool keeps a thread free (idle
+ *   seen by two checks `stallMs` apart, and is asleep in the kernel there (a thread that is
+ *   only waiting for a CPU, as under heavy load, is not stuck). While any thread is stuck, the pool keeps a thread free (idle
  *   or loading) for every queued command plus one spare, up to `maxThreads`, so that the
  *   next command does not wait for a thread to load (~50 ms; seconds under emulation).
  * - A starting thread gets no command until it has loaded; the queue goes to whichever
@@ -173,7 +173,7 @@ export class SgIoPool {
         free++;
       } else if (!s.thread.done && s.thread.entered) {
         s.enteredSeenAt ??= now;
-        if (now - s.enteredSeenAt >= this.#options.stallMs) stuck++;
+        if (now - s.enteredSeenAt >= this.#options.stallMs && s.thread.sleeping) stuck++;
       }
     }
     if (stuck === 0) return;

@@ -62,6 +62,7 @@ export interface Libc {
   _exit(status: number): void;
   getpwnam(name: string): unknown;
   pipe2(fds: Int32Array, flags: number): number;
+  gettid(): number;
   prctlName(option: number, name: string, a3: number, a4: number, a5: number): number;
   getgrnam(name: string): unknown;
 }
@@ -89,6 +90,7 @@ export const libc: Libc = {
   _exit: lib.func('void _exit(int status)'),
   getpwnam: lib.func('void *getpwnam(const char *name)'),
   pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+  gettid: lib.func('int gettid()'),
   // prctl is variadic: a fixed prototype for the PR_SET_NAME form.
   prctlName: lib.func('prctl', 'int', ['int', 'const char *', 'unsigned long', 'unsigned long', 'unsigned long']),
   getgrnam: lib.func('void *getgrnam(const char *name)'),

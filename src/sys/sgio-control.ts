@@ -7,6 +7,8 @@ export const Control = {
   ERRNO: 4,
   /** Set by the worker just before it enters ioctl(); the main thread clears it. */
   ENTERED: 5,
+  /** The worker's kernel thread id, written once it has loaded. */
+  TID: 6,
   SIZE: 8,
 } as const;
 

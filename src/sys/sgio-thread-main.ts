@@ -18,6 +18,7 @@ new DataView(one.buffer).setBigUint64(0, 1n, true);
 // Loaded (koffi and libc included): the pool may now count on this thread. The name
 // shows operators (ps -L) which threads run SG_IO, and only loaded ones carry it.
 nameThisThread(SGIO_THREAD_NAME);
+Atomics.store(control, Control.TID, libc.gettid());
 parentPort?.postMessage('ready');
 
 /**

@@ -5,6 +5,7 @@
  * the ioctl synchronously, stores errno and bumps a shared eventfd. SG_IO may block for the
  * whole SCSI timeout; only its own thread waits (spec/ffi.md §3, ecosystem.md D.5 item 5).
  */
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { allocNative, freeNative, type NativeBlock } from './libc.js';
 import { errnoCode } from './errors.js';
@@ -132,6 +133,21 @@ export class SgIoThread {
   /** True once the worker is inside (or past) the started ioctl, not merely woken. */
   get entered(): boolean {
     return Atomics.load(this.#control, Control.ENTERED) === 1;
+  }
+
+  /**
+   * True when the thread is asleep in the kernel (scheduler state other than running or
+   * runnable): a thread merely waiting for a CPU inside a quick ioctl is not stuck.
+   */
+  get sleeping(): boolean {
+    const tid = Atomics.load(this.#control, Control.TID);
+    if (tid <= 0) return false;
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+      return stat.charAt(stat.lastIndexOf(')') + 2) !== 'R';
+    } catch {
+      return false;
+    }
   }
 
   /** True once the started ioctl has returned. */
