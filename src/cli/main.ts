@@ -25,6 +25,8 @@ delete env['QEMU_PR_HELPER_ARGV0'];
 
 /** How long shutdown waits beyond the SG_IO timeout for requests still executing. */
 const SHUTDOWN_GRACE_MS = 5000;
+/** Node fires longer timers after 1 ms (TimeoutOverflowWarning): --io-timeout allows 49 days. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Stop = () => void;
 let stopRequested = false;
@@ -97,7 +99,7 @@ function main(): void {
     setTimeout(() => {
       log.fatal(`Exiting with ${executor.inFlight} request(s) still executing after the I/O timeout`);
       exitImmediately(0);
-    }, options.ioTimeoutMs + SHUTDOWN_GRACE_MS).unref();
+    }, Math.min(options.ioTimeoutMs + SHUTDOWN_GRACE_MS, MAX_TIMER_MS)).unref();
     void server.stop().then(() => {
       const stuck = pool.blocked;
       executor.close();

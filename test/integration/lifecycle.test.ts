@@ -203,6 +203,16 @@ describe('robustness of the process', () => {
     h.cleanup();
   });
 
+  test('a huge --io-timeout does not overflow the shutdown deadline timer', async () => {
+    // Node fires timers above 2^31-1 ms after 1 ms with a warning; shutdown would then give
+    // up on executing requests at once (found by test/e2e/shutdown.test.ts's author).
+    const path = join(tempDir(), 'big.sock');
+    const h = await startHelper({ args: ['-k', path, '--io-timeout=4000000'], socketPath: path });
+    assert.equal(await h.stop(), 0);
+    assert.doesNotMatch(h.stderr(), /TimeoutOverflowWarning/);
+    h.cleanup();
+  });
+
   test('a renamed-away socket path is left alone at exit', async () => {
     const h = await startHelper();
     const moved = `${h.socketPath}.moved`;
