@@ -141,7 +141,11 @@ export class Connection {
         this.#deps.log.error(`Internal error executing a request: ${describe(error)}`);
         this.close();
       },
-    ).finally(() => this.#deps.onSettled());
+    ).catch((error: unknown) => {
+      // Never an unhandled rejection (it would end the process): a bug costs this connection.
+      this.#deps.log.error(`Internal error answering a request: ${describe(error)}`);
+      this.close();
+    }).finally(() => this.#deps.onSettled());
   }
 
   #executed(request: PrRequest, outcome: ScsiOutcome): void {
