@@ -101,11 +101,13 @@ function main(): void {
       exitImmediately(0);
     }, Math.min(options.ioTimeoutMs + SHUTDOWN_GRACE_MS, MAX_TIMER_MS)).unref();
     void server.stop().then(() => {
-      const stuck = pool.blocked;
+      // Every response has been written (send() is synchronous) and the socket removed.
+      // Leave with _exit rather than process.exit(): Node's exit joins worker threads, and
+      // a thread still inside SG_IO would hold it, while a thread still loading koffi aborts
+      // the process (napi_throw during teardown: SIGABRT, seen under load in the SIGTERM
+      // test). stderr writes are synchronous, so nothing is lost.
       executor.close();
-      // A thread still inside SG_IO would make process.exit() wait for it.
-      if (stuck) exitImmediately(0);
-      process.exit(0);
+      exitImmediately(0);
     });
   };
   if (stopRequested) stop();
