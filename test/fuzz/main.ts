@@ -1,7 +1,9 @@
 /**
- * `npm run fuzz -- --count N [--seed S] [--concurrency C]`: a long socket-fuzzer run against
- * a fresh helper, printing progress with the helper's fd count and RSS, and exiting 1 on the
- * first finding (its seed replays it) or on fd growth.
+ * `npm run fuzz -- --count N [--seed S] [--concurrency C] [--minutes M]`: a long
+ * socket-fuzzer run against a fresh helper, printing progress with the helper's fd count and
+ * RSS, and exiting 1 on the first finding (its seed replays it) or on fd growth. With
+ * --minutes it is a soak: batches of --count cases (connect/disconnect churn, valid and
+ * invalid sessions) until the time is up, with the idle fd count and RSS after each batch.
  */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ const { values } = parseArgs({
     count: { type: 'string', default: '100000' },
     seed: { type: 'string', default: '1' },
     concurrency: { type: 'string', default: '16' },
+    minutes: { type: 'string', default: '0' },
   },
 });
 
@@ -24,17 +27,31 @@ async function main(): Promise<number> {
   try {
     const baseline = await warmBaseline(helper);
     console.log(`helper pid ${helper.pid}: ${baseline} fds, RSS ${rss()}`);
-    const totals = await fuzz(helper.socketPath, {
-      count: Number(values.count),
-      firstSeed: Number(values.seed),
-      concurrency: Number(values.concurrency),
-      kit,
-      onProgress: (done, t) => {
-        if (done % 10000 === 0) console.log(`${done} cases, ${t.responses} responses, ${t.closes} closes, fds ${helper.fdCount()}, RSS ${rss()}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-      },
-    });
+    const count = Number(values.count);
+    const deadline = t0 + Number(values.minutes) * 60_000;
+    const totals = { responses: 0, closes: 0 };
+    let cases = 0;
+    let seed = Number(values.seed);
+    do {
+      const batch = await fuzz(helper.socketPath, {
+        count,
+        firstSeed: seed,
+        concurrency: Number(values.concurrency),
+        kit,
+        onProgress: (done, t) => {
+          if (done % 10000 === 0 && Number(values.minutes) === 0) console.log(`${done} cases, ${t.responses} responses, ${t.closes} closes, fds ${helper.fdCount()}, RSS ${rss()}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+        },
+      });
+      seed += count;
+      cases += count;
+      totals.responses += batch.responses;
+      totals.closes += batch.closes;
+      if (Number(values.minutes) > 0) {
+        console.log(`${((Date.now() - t0) / 60_000).toFixed(1)} min: ${cases} cases, idle fds ${await idleFdCount(helper)}, RSS ${rss()}`);
+      }
+    } while (Date.now() < deadline);
     const fds = await idleFdCount(helper);
-    console.log(`done: ${values.count} cases in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${totals.responses} responses, ${totals.closes} closes; 0 findings; fds ${baseline} -> ${fds}; RSS ${rss()}`);
+    console.log(`done: ${cases} cases in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${totals.responses} responses, ${totals.closes} closes; 0 findings; fds ${baseline} -> ${fds}; RSS ${rss()}`);
     return fds === baseline ? 0 : 1;
   } catch (error) {
     console.error(String(error));
