@@ -74,15 +74,6 @@ export class SgIoPool {
     return this.#running + this.#queue.length;
   }
 
-  get threadCount(): number {
-    return this.#slots.length;
-  }
-
-  /** True while any thread is inside an ioctl that has not returned. */
-  get blocked(): boolean {
-    return this.#slots.some((s) => s.job !== null);
-  }
-
   /** Runs `command` on `fd` (borrowed until the promise settles). */
   run(fd: number, command: SgIoCommand): Promise<SgIoResult> {
     if (this.#closed) return Promise.reject(new Error('Cannot run SG_IO: the pool is closed'));

@@ -178,10 +178,6 @@ export class SgIoThread {
     return result;
   }
 
-  get busy(): boolean {
-    return Atomics.load(this.#control, Control.STATE) !== State.IDLE;
-  }
-
   /**
    * Asks an idle thread to end. A busy one is left alone: its ioctl holds the request area,
    * which is freed only when the thread is gone.

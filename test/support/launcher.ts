@@ -16,6 +16,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '..', '..', '..');
 export const OUR_HELPER = join(REPO_ROOT, 'bin', 'qemu-pr-helper');
 export const REFERENCE_HELPER = '/usr/bin/qemu-pr-helper';
+const STDERR_KEEP = 64 * 1024;
 
 export interface Helper {
   child: ChildProcess;
@@ -67,8 +68,10 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
     : spawn('/bin/sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS='${opts.listenFds}' exec "$0" "$@"`, binary, ...args],
       { stdio: [...stdio], env: opts.env ?? process.env });
   let err = '';
+  // Keep the last 64 KiB only: a long fuzz or soak run makes the helper log millions of
+  // closed connections (a 17-minute soak once overflowed a string here).
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
+    err = (err + d).slice(-STDERR_KEEP);
   });
   const exited = new Promise<number | string>((res) => {
     child.on('exit', (code, signal) => res(code ?? signal ?? -1));
@@ -168,10 +171,6 @@ export function openConnections(helper: Helper): number {
 export async function idleFdCount(helper: Helper, timeoutMs = 5000): Promise<number> {
   await pollUntil(() => openConnections(helper) === 0, 'the helper to close its connections', timeoutMs);
   return helper.fdCount();
-}
-
-function threadCount(helper: Helper): number {
-  return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${helper.pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
 /** SG_IO threads that have finished loading: they name themselves 'prh-sgio'. */
