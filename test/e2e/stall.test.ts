@@ -22,13 +22,14 @@
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { closeSync, constants, existsSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { closeSync, constants, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, log } from './lib/env.js';
+import { SDEBUG, dmNode, errorText, inSgIo, scsiDebugDisk, sh, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
 
 const run = promisify(execFile);
@@ -43,35 +44,14 @@ const FAST_N = 20;
 const FAST_MAX_MS = 1500;
 const MAP = 'prh-e2e-stall';
 const SOCKET = '/tmp/prh-e2e-stall.sock';
-const SDEBUG = '/sys/bus/pseudo/drivers/scsi_debug';
 
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-}
 
-function errorText(error: unknown): string {
-  const e = error as { stderr?: unknown; message?: unknown };
-  const stderr = typeof e.stderr === 'string' ? e.stderr.trim() : '';
-  return stderr.length > 0 ? stderr : String(e.message ?? error);
-}
+
 
 function threads(pid: number): number {
   return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
-/** Threads of `pid` inside ioctl(fd, SG_IO): syscall 16 on x86-64, request 0x2285. */
-function inSgIo(pid: number): number {
-  let n = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const f = readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').split(' ');
-      if (f[0] === '16' && f[2] === '0x2285') n++;
-    } catch {
-      // the thread ended while we looked
-    }
-  }
-  return n;
-}
 
 /** One request; the helper's first answer may wait for its SG_IO thread to load (seconds under TCG). */
 async function ask(client: PrClient, fd: number, cdb: Uint8Array): Promise<Response> {
@@ -79,43 +59,12 @@ async function ask(client: PrClient, fd: number, cdb: Uint8Array): Promise<Respo
   return client.readResponse(30_000);
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
 }
 
-/** scsi_debug's disk (sdX) once sd has attached it. */
-async function scsiDebugDisk(): Promise<string | null> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    for (const adapter of existsSync(SDEBUG) ? readdirSync(SDEBUG).filter((d) => d.startsWith('adapter')) : []) {
-      for (const host of readdirSync(`${SDEBUG}/${adapter}`).filter((d) => d.startsWith('host'))) {
-        for (const target of readdirSync(`${SDEBUG}/${adapter}/${host}`).filter((d) => d.startsWith('target'))) {
-          for (const lun of readdirSync(`${SDEBUG}/${adapter}/${host}/${target}`).filter((d) => /^\d+:\d+:\d+:\d+$/.test(d))) {
-            const dir = `${SDEBUG}/${adapter}/${host}/${target}/${lun}/block`;
-            const blk = existsSync(dir) ? readdirSync(dir)[0] : undefined;
-            if (blk !== undefined && existsSync(`/dev/${blk}`)) return blk;
-          }
-        }
-      }
-    }
-    await sleep(50);
-  }
-  return null;
-}
 
-/** The /dev/dm-N node of a map (no udev in the guest, so no /dev/mapper link). */
-function dmNode(name: string): string | null {
-  for (const d of existsSync('/sys/block') ? readdirSync('/sys/block').filter((b) => b.startsWith('dm-')) : []) {
-    try {
-      if (readFileSync(`/sys/block/${d}/dm/name`, 'utf8').trim() === name && existsSync(`/dev/${d}`)) return `/dev/${d}`;
-    } catch {
-      // removed while we looked
-    }
-  }
-  return null;
-}
 
 describe('a hanging device does not delay other connections (own helper, dm-multipath with no path over scsi_debug)', { skip }, () => {
   let helper: Helper | null = null;
