@@ -17,12 +17,12 @@
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, constants, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, log } from './lib/env.js';
-import { SDEBUG, dmNode, errorText, inSgIo, scsiDebugDisk, sh, sleep } from './lib/slow-device.js';
+import { HangingDevice, inSgIo, sh, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, parseReadKeys, senseTriple } from './lib/pr.js';
 
 const skip = skipReason(2);
@@ -63,22 +63,14 @@ type Outcome = { kind: 'answer'; response: Response; at: number } | { kind: 'err
 
 describe('shutdown gives up on a request that never returns (own helper, --io-timeout=2, dm-multipath with no path)', { skip }, () => {
   let helper: Helper | null = null;
-  let loadedScsiDebug = false;
-  let mapCreated = false;
-  let pathDev = '';
+  const device = new HangingDevice(MAP);
   const fds: number[] = [];
   const clients: PrClient[] = [];
 
   after(async () => {
     for (const c of clients.splice(0)) c.close();
     // Nothing may stay queued in the map: fail what still waits, so that it can be removed.
-    if (mapCreated) {
-      try {
-        sh('dmsetup', ['message', MAP, '0', 'fail_if_no_path']);
-      } catch (error) {
-        log(`cleanup: fail_if_no_path: ${errorText(error)}`);
-      }
-    }
+    device.release();
     if (helper !== null) {
       const h = helper;
       helper = null;
@@ -91,58 +83,14 @@ describe('shutdown gives up on a request that never returns (own helper, --io-ti
     }
     for (const fd of fds.splice(0)) closeSync(fd);
     rmSync(SOCKET, { force: true });
-    if (mapCreated) {
-      try {
-        sh('dmsetup', ['remove', '--retry', MAP]);
-        mapCreated = false;
-      } catch (error) {
-        log(`cleanup: dmsetup remove ${MAP}: ${errorText(error)}`);
-      }
-    }
-    if (loadedScsiDebug) {
-      try {
-        sh('modprobe', ['-r', 'scsi_debug']);
-        loadedScsiDebug = false;
-      } catch (error) {
-        log(`cleanup: modprobe -r scsi_debug: ${errorText(error)}`);
-      }
-    }
-    assert.equal(mapCreated, false, `device-mapper map ${MAP} removed`);
-    assert.equal(loadedScsiDebug, false, 'scsi_debug unloaded');
+    device.remove();
+    assert.equal(device.mapCreated, false, `device-mapper map ${MAP} removed`);
+    assert.equal(device.loadedScsiDebug, false, 'scsi_debug unloaded');
   });
 
-  /** Creates the device to hang; returns why it cannot, or its path. */
-  async function hangingDevice(): Promise<{ path: string; majmin: string } | { why: string }> {
-    if (existsSync(SDEBUG)) return { why: 'scsi_debug is already loaded by someone else' };
-    if (dmNode(MAP) !== null) return { why: `device-mapper map ${MAP} already exists` };
-    try {
-      sh('modprobe', ['-a', 'dm_multipath', 'sd_mod']);
-      sh('modprobe', ['scsi_debug', 'dev_size_mb=8']);
-      loadedScsiDebug = true;
-    } catch (error) {
-      return { why: `cannot load scsi_debug / dm_multipath: ${errorText(error)}` };
-    }
-    const blk = await scsiDebugDisk();
-    if (blk === null) return { why: 'scsi_debug loaded but no disk appeared within 15 s' };
-    pathDev = `/dev/${blk}`;
-    const majmin = readFileSync(`/sys/block/${blk}/dev`, 'utf8').trim();
-    const sectors = readFileSync(`/sys/block/${blk}/size`, 'utf8').trim();
-    // one priority group, round-robin, one path; queue I/O (and ioctls) while no path is usable
-    const table = `0 ${sectors} multipath 1 queue_if_no_path 0 1 1 round-robin 0 1 1 ${majmin} 1000`;
-    try {
-      sh('dmsetup', ['create', MAP, '--table', table]);
-      mapCreated = true;
-    } catch (error) {
-      return { why: `dmsetup create (${table}): ${errorText(error)}` };
-    }
-    const node = dmNode(MAP);
-    if (node === null) return { why: `no /dev/dm-N for ${MAP}` };
-    log(`hanging device: ${node} = dm-multipath "${table}" over scsi_debug ${pathDev} (${majmin})`);
-    return { path: node, majmin };
-  }
 
   test(`SIGTERM with one PR IN hung in SG_IO: exit 0 after ${IO_TIMEOUT_S} + ${GRACE_MS / 1000} s, a request read before it still answered`, { timeout: 120_000 }, async (t) => {
-    const dev = await hangingDevice();
+    const dev = await device.create('hanging device');
     if ('why' in dev) {
       log(`skipped: the hanging device cannot be created: ${dev.why}`);
       t.skip(`the hanging device cannot be created: ${dev.why}`);

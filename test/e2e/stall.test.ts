@@ -29,7 +29,7 @@ import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, log } from './lib/env.js';
-import { SDEBUG, dmNode, errorText, inSgIo, scsiDebugDisk, sh, sleep } from './lib/slow-device.js';
+import { HangingDevice, SDEBUG, inSgIo, sh, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
 
 const run = promisify(execFile);
@@ -68,22 +68,14 @@ function percentile(sorted: number[], p: number): number {
 
 describe('a hanging device does not delay other connections (own helper, dm-multipath with no path over scsi_debug)', { skip }, () => {
   let helper: Helper | null = null;
-  let loadedScsiDebug = false;
-  let mapCreated = false;
-  let pathDev = '';
+  const device = new HangingDevice(MAP);
   const fds: number[] = [];
   const clients: PrClient[] = [];
 
   after(async () => {
     for (const c of clients) c.close();
     // Whatever happened, nothing may stay queued in the map: fail what still waits.
-    if (mapCreated) {
-      try {
-        sh('dmsetup', ['message', MAP, '0', 'fail_if_no_path']);
-      } catch (error) {
-        log(`cleanup: fail_if_no_path: ${errorText(error)}`);
-      }
-    }
+    device.release();
     if (helper !== null) {
       const h = helper;
       const code = await Promise.race([h.stop('SIGTERM'), sleep(10_000).then(() => 'timeout')]);
@@ -91,55 +83,13 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
       h.cleanup();
     }
     for (const fd of fds.splice(0)) closeSync(fd);
-    if (mapCreated) {
-      try {
-        sh('dmsetup', ['remove', '--retry', MAP]);
-      } catch (error) {
-        log(`cleanup: dmsetup remove ${MAP}: ${errorText(error)}`);
-      }
-    }
-    if (loadedScsiDebug) {
-      try {
-        sh('modprobe', ['-r', 'scsi_debug']);
-      } catch (error) {
-        log(`cleanup: modprobe -r scsi_debug: ${errorText(error)}`);
-      }
-    }
-    assert.ok(!existsSync(SDEBUG) || !loadedScsiDebug, 'scsi_debug unloaded');
+    device.remove();
+    assert.ok(!existsSync(SDEBUG) || !device.loadedScsiDebug, 'scsi_debug unloaded');
   });
 
-  /** Creates the slow device; returns why it cannot, or its path. */
-  async function slowDevice(): Promise<{ path: string } | { why: string }> {
-    if (existsSync(SDEBUG)) return { why: 'scsi_debug is already loaded by someone else' };
-    if (dmNode(MAP) !== null) return { why: `device-mapper map ${MAP} already exists` };
-    try {
-      sh('modprobe', ['-a', 'dm_multipath', 'sd_mod']);
-      sh('modprobe', ['scsi_debug', 'dev_size_mb=8']);
-      loadedScsiDebug = true;
-    } catch (error) {
-      return { why: `cannot load scsi_debug / dm_multipath: ${errorText(error)}` };
-    }
-    const blk = await scsiDebugDisk();
-    if (blk === null) return { why: 'scsi_debug loaded but no disk appeared within 15 s' };
-    pathDev = `/dev/${blk}`;
-    const majmin = readFileSync(`/sys/block/${blk}/dev`, 'utf8').trim();
-    const sectors = readFileSync(`/sys/block/${blk}/size`, 'utf8').trim();
-    // one priority group, round-robin, one path; queue I/O (and ioctls) while no path is usable
-    const table = `0 ${sectors} multipath 1 queue_if_no_path 0 1 1 round-robin 0 1 1 ${majmin} 1000`;
-    try {
-      sh('dmsetup', ['create', MAP, '--table', table]);
-      mapCreated = true;
-    } catch (error) {
-      return { why: `dmsetup create (${table}): ${errorText(error)}` };
-    }
-    const node = dmNode(MAP);
-    if (node === null) return { why: `no /dev/dm-N for ${MAP}` };
-    log(`slow device: ${node} = dm-multipath "${table}" over scsi_debug ${pathDev} (${majmin})`);
-    return { path: node };
-  }
 
   test(`${K} connections hang ${SLOW_MS / 1000} s in SG_IO; ${FAST_N} READ KEYS to the LIO disk on another connection stay fast`, { timeout: 120_000 }, async (t) => {
-    const slow = await slowDevice();
+    const slow = await device.create('slow device');
     if ('why' in slow) {
       log(`skipped: the slow device cannot be created: ${slow.why}`);
       t.skip(`the slow device cannot be created: ${slow.why}`);
@@ -149,7 +99,7 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
     fds.push(slowFd);
     const fastFd = openSync(E2E.disks[0] ?? '', constants.O_RDWR);
     fds.push(fastFd);
-    const majmin = readFileSync(`/sys/block/${pathDev.slice(5)}/dev`, 'utf8').trim();
+    const majmin = slow.majmin;
 
     rmSync(SOCKET, { force: true });
     helper = await startHelper({ args: ['-k', SOCKET, '--io-timeout=8'], socketPath: SOCKET, timeoutMs: 60_000 });

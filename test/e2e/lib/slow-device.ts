@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { log } from './env.js';
 
 export const SDEBUG = '/sys/bus/pseudo/drivers/scsi_debug';
 
@@ -64,4 +65,81 @@ export function dmNode(name: string): string | null {
     }
   }
   return null;
+}
+
+/**
+ * The hanging device itself: scsi_debug (one 8 MiB disk) under a one-path dm-multipath map
+ * with queue_if_no_path. Failing its path (`sh('dmsetup', ['message', map, '0', 'fail_path',
+ * majmin])`) makes every command on the map wait in the kernel until it is reinstated.
+ */
+export class HangingDevice {
+  readonly map: string;
+  loadedScsiDebug = false;
+  mapCreated = false;
+  /** The scsi_debug disk under the map (/dev/sdX). */
+  pathDev = '';
+
+  constructor(map: string) {
+    this.map = map;
+  }
+
+  /** Creates the device; returns why it cannot, or the map's node and its path's major:minor. */
+  async create(label: string): Promise<{ path: string; majmin: string } | { why: string }> {
+    if (existsSync(SDEBUG)) return { why: 'scsi_debug is already loaded by someone else' };
+    if (dmNode(this.map) !== null) return { why: `device-mapper map ${this.map} already exists` };
+    try {
+      sh('modprobe', ['-a', 'dm_multipath', 'sd_mod']);
+      sh('modprobe', ['scsi_debug', 'dev_size_mb=8']);
+      this.loadedScsiDebug = true;
+    } catch (error) {
+      return { why: `cannot load scsi_debug / dm_multipath: ${errorText(error)}` };
+    }
+    const blk = await scsiDebugDisk();
+    if (blk === null) return { why: 'scsi_debug loaded but no disk appeared within 15 s' };
+    this.pathDev = `/dev/${blk}`;
+    const majmin = readFileSync(`/sys/block/${blk}/dev`, 'utf8').trim();
+    const sectors = readFileSync(`/sys/block/${blk}/size`, 'utf8').trim();
+    // one priority group, round-robin, one path; queue I/O (and ioctls) while no path is usable
+    const table = `0 ${sectors} multipath 1 queue_if_no_path 0 1 1 round-robin 0 1 1 ${majmin} 1000`;
+    try {
+      sh('dmsetup', ['create', this.map, '--table', table]);
+      this.mapCreated = true;
+    } catch (error) {
+      return { why: `dmsetup create (${table}): ${errorText(error)}` };
+    }
+    const node = dmNode(this.map);
+    if (node === null) return { why: `no /dev/dm-N for ${this.map}` };
+    log(`${label}: ${node} = dm-multipath "${table}" over scsi_debug ${this.pathDev} (${majmin})`);
+    return { path: node, majmin };
+  }
+
+  /** Fails whatever still waits in the map, so that it can be removed. */
+  release(): void {
+    if (!this.mapCreated) return;
+    try {
+      sh('dmsetup', ['message', this.map, '0', 'fail_if_no_path']);
+    } catch (error) {
+      log(`cleanup: fail_if_no_path: ${errorText(error)}`);
+    }
+  }
+
+  /** Removes the map and unloads scsi_debug; the flags stay set for what failed. */
+  remove(): void {
+    if (this.mapCreated) {
+      try {
+        sh('dmsetup', ['remove', '--retry', this.map]);
+        this.mapCreated = false;
+      } catch (error) {
+        log(`cleanup: dmsetup remove ${this.map}: ${errorText(error)}`);
+      }
+    }
+    if (this.loadedScsiDebug) {
+      try {
+        sh('modprobe', ['-r', 'scsi_debug']);
+        this.loadedScsiDebug = false;
+      } catch (error) {
+        log(`cleanup: modprobe -r scsi_debug: ${errorText(error)}`);
+      }
+    }
+  }
 }
