@@ -1,27 +1,56 @@
 /**
- * Entry point: parse the command line, listen (or adopt systemd's socket), serve until
- * SIGTERM/SIGINT/SIGHUP, then finish executing requests and exit 0 (spec §1.5, §1.8).
- * Only this module decides to exit the process.
+ * Entry point: parse the command line, listen (or adopt systemd's socket), drop privileges,
+ * serve until SIGTERM/SIGINT/SIGHUP, then finish executing requests and exit 0 (spec §1.5,
+ * §1.8). Only this module decides to exit the process.
+ *
+ * One helper may run as up to three process images, all with the reference's command line:
+ * - with -d, a launcher that starts the daemon in a new session and exits once it serves
+ *   (src/daemon/launcher.ts);
+ * - started as root: a first image that listens, writes the pid file, switches to -u/-g
+ *   with only CAP_SYS_RAWIO and re-executes itself (src/privileges/drop.ts), keeping its pid;
+ * - the image that serves, which checks every thread's credentials before it does.
  */
-import { env, argv, pid, version as nodeVersion } from 'node:process';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { env, argv, execArgv, execPath, pid, version as nodeVersion } from 'node:process';
 import { parseCommandLine, type Options } from './options.js';
 import { Logger } from '../log/logger.js';
 import { checkActivation } from '../server/activation.js';
-import { ListenError, adoptActivatedSocket, claimActivatedFds, listenOnPath, type ListenerInfo } from '../server/listener.js';
+import {
+  ListenError, adoptActivatedSocket, adoptListeningSocket, claimActivatedFds, discardListener, listenOnPath,
+  type ListenerInfo,
+} from '../server/listener.js';
 import { Server } from '../server/server.js';
 import { SgIoExecutor } from '../exec/sgio-executor.js';
 import { SgIoPool, DEFAULT_POOL_OPTIONS } from '../exec/sgio-pool.js';
 import { lookupGroupId, lookupUserId } from '../sys/accounts.js';
 import { KOFFI_VERSION } from '../sys/libc.js';
-import { exitImmediately } from '../sys/fd.js';
+import { exitImmediately, isOpenFd } from '../sys/fd.js';
+import { currentGid, currentUid, duplicateOnto } from '../sys/credentials.js';
+import { sendServiceNotification } from '../sys/notify.js';
+import { SyscallError } from '../sys/errors.js';
+import { decodeHandoff, encodeHandoff, HANDOFF_VARIABLE, HandoffError, type Handoff } from '../daemon/handoff.js';
+import { acquirePidFile, PidFileError, releasePidFile, type PidFile } from '../daemon/pidfile.js';
+import { launchDaemon, READY_FD_VARIABLE, READY_MESSAGE } from '../daemon/launcher.js';
+import { dropAndReexec } from '../privileges/drop.js';
+import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
+import { expectedAfterDrop, KEPT_CAPABILITIES, maskOf, reviewUnprivileged, targetId } from '../privileges/policy.js';
+import { describeMask } from '../privileges/capabilities.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
 // (ecosystem.md D.5 item 4). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
 process.stdout.on('error', () => undefined);
 process.stderr.on('error', () => undefined);
 
-const program = env['QEMU_PR_HELPER_ARGV0'] ?? argv[1] ?? 'qemu-pr-helper';
-delete env['QEMU_PR_HELPER_ARGV0'];
+const ARGV0_VARIABLE = 'QEMU_PR_HELPER_ARGV0';
+/** Set by bin/qemu-pr-helper: the descriptors it inherited besides stdio. */
+const INHERITED_FDS_VARIABLE = 'QEMU_PR_HELPER_INHERITED_FDS';
+
+const program = env[ARGV0_VARIABLE] ?? argv[1] ?? 'qemu-pr-helper';
+const handoffText = env[HANDOFF_VARIABLE];
+const readyFdText = env[READY_FD_VARIABLE];
+const inheritedText = env[INHERITED_FDS_VARIABLE];
+for (const name of [ARGV0_VARIABLE, HANDOFF_VARIABLE, READY_FD_VARIABLE, INHERITED_FDS_VARIABLE]) delete env[name];
 
 /** How long shutdown waits beyond the SG_IO timeout for requests still executing. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -40,6 +69,21 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   });
 }
 
+/** What start-up has created so far, undone if a later step fails (spec §9 item 16). */
+interface Resources {
+  listener: ListenerInfo | null;
+  pidfile: PidFile | null;
+  readyFd: number | null;
+}
+
+function failStartup(log: Logger, resources: Resources, message: string, hint: string | null = null): never {
+  log.fatal(message);
+  if (hint) process.stderr.write(`${hint}\n`);
+  if (resources.listener) discardListener(resources.listener);
+  if (resources.pidfile) releasePidFile(resources.pidfile);
+  exitImmediately(1);
+}
+
 function openListener(options: Options, log: Logger): ListenerInfo {
   const activation = checkActivation(env, pid);
   if (activation.kind === 'invalid') throw new ListenError(activation.message);
@@ -54,6 +98,194 @@ function openListener(options: Options, log: Logger): ListenerInfo {
   const info = adoptActivatedSocket();
   log.info('Using the socket passed by systemd (fd 3)');
   return info;
+}
+
+function parseFdList(text: string | undefined): number[] {
+  if (text === undefined) return [];
+  return text.split(/\s+/).filter((s) => /^[0-9]+$/.test(s)).map(Number).filter((fd) => fd > 2 && isOpenFd(fd));
+}
+
+function parseReadyFd(text: string | undefined): number | null {
+  if (text === undefined || !/^[0-9]+$/.test(text)) return null;
+  const fd = Number(text);
+  return isOpenFd(fd) ? fd : null;
+}
+
+/** -d: start the daemon and report how that went. The reference's parent exits 0 at once. */
+function launch(log: Logger): void {
+  const inheritedFds = parseFdList(inheritedText);
+  void launchDaemon({
+    execPath,
+    args: [...execArgv, argv[1] ?? '', ...argv.slice(2)],
+    env: { ...env, [ARGV0_VARIABLE]: program },
+    inheritedFds,
+    relay: (chunk) => process.stderr.write(chunk),
+  }).then((result) => {
+    if (result.ready) {
+      process.exitCode = 0;
+    } else {
+      log.fatal(`Failed to daemonize: the daemon exited (${result.exit ?? 'unknown'}) before accepting connections`);
+      process.exitCode = 1;
+    }
+  });
+}
+
+function firstImage(options: Options, log: Logger): void {
+  const readyFd = parseReadyFd(readyFdText);
+  const resources: Resources = { listener: null, pidfile: null, readyFd };
+  // daemon(3) changes to /; a relative -f still means the launching directory (§9.16).
+  const pidfilePath = options.daemonize || options.pidfileGiven ? resolve(options.pidfile) : null;
+  if (readyFd !== null) process.chdir('/');
+  try {
+    resources.listener = openListener(options, log);
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error;
+    failStartup(log, resources, error.message, error.hint);
+  }
+  if (pidfilePath !== null) {
+    try {
+      resources.pidfile = acquirePidFile(pidfilePath, pid);
+    } catch (error) {
+      if (!(error instanceof PidFileError)) throw error;
+      failStartup(log, resources, error.message);
+    }
+  }
+  const uid = currentUid();
+  const gid = currentGid();
+  const target = { uid: targetId(options.uid, uid), gid: targetId(options.gid, gid) };
+  const kept = maskOf(KEPT_CAPABILITIES);
+  const listener = resources.listener;
+  if (uid !== 0) {
+    if (target.uid !== uid || target.gid !== gid) {
+      failStartup(log, resources,
+        `Failed to drop privileges: started as uid ${uid} gid ${gid}, which cannot switch to uid ${target.uid} gid ${target.gid}; start as root to use -u/-g`);
+    }
+    const review = reviewUnprivileged(readThreadCredentials(), uid, gid, kept);
+    for (const warning of review.warnings) log.fatal(`warning: ${warning}`);
+    if (review.errors.length > 0) {
+      failStartup(log, resources, `Refusing to run: ${review.errors.slice(0, 4).join('; ')}`);
+    }
+    serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`);
+    return;
+  }
+  const handoff: Handoff = {
+    listenFd: listener.fd,
+    createdPath: listener.createdPath,
+    socketInode: listener.inode,
+    pidfile: resources.pidfile,
+    readyFd,
+    uid: target.uid,
+    gid: target.gid,
+    kept,
+  };
+  const keepFds = [0, 1, 2, listener.fd, ...parseFdList(inheritedText)];
+  if (resources.pidfile) keepFds.push(resources.pidfile.fd);
+  if (readyFd !== null) keepFds.push(readyFd);
+  const childEnv = { ...env, [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff) };
+  try {
+    dropAndReexec({
+      uid: target.uid,
+      gid: target.gid,
+      kept,
+      keepFds,
+      execPath,
+      argv: [argv[0] ?? execPath, ...execArgv, argv[1] ?? '', ...argv.slice(2)],
+      env: Object.entries(childEnv).map(([k, v]) => `${k}=${v ?? ''}`),
+    });
+  } catch (error) {
+    if (!(error instanceof SyscallError)) throw error;
+    failStartup(log, resources, `Failed to drop privileges: ${error.message}`);
+  }
+}
+
+/** The re-executed image: take over what the first one opened, then check every thread. */
+function secondImage(options: Options, log: Logger, text: string): void {
+  let handoff: Handoff;
+  try {
+    handoff = decodeHandoff(text);
+  } catch (error) {
+    if (!(error instanceof HandoffError)) throw error;
+    log.fatal(error.message);
+    exitImmediately(1);
+  }
+  const resources: Resources = { listener: null, pidfile: handoff.pidfile, readyFd: handoff.readyFd };
+  try {
+    resources.listener = adoptListeningSocket(handoff.listenFd, handoff.createdPath, handoff.socketInode);
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error;
+    failStartup(log, resources, error.message);
+  }
+  const expected = expectedAfterDrop(handoff.uid, handoff.gid, handoff.kept);
+  const { threads, problems } = verifyThreads(expected);
+  if (problems.length > 0) {
+    failStartup(log, resources, `Failed to drop privileges: ${problems.slice(0, 4).join('; ')}`);
+  }
+  serve(options, log, resources, resources.listener,
+    `uid ${handoff.uid} gid ${handoff.gid}, no supplementary groups, ${describeMask(handoff.kept)} only on all ${threads.length} threads`);
+}
+
+/** Tells whoever started us that connections are now accepted. */
+function announceReady(log: Logger, readyFd: number | null): void {
+  if (readyFd !== null) {
+    try {
+      writeSync(readyFd, READY_MESSAGE);
+    } catch {
+      // the launcher is gone; nothing to tell
+    }
+    closeSync(readyFd);
+    // daemon(3): from now on nobody reads our stderr (the launcher has exited).
+    const devNull = openSync('/dev/null', 'r+');
+    duplicateOnto(devNull, 2);
+    closeSync(devNull);
+  }
+  const notifySocket = env['NOTIFY_SOCKET'];
+  if (notifySocket !== undefined && notifySocket !== '') {
+    delete env['NOTIFY_SOCKET'];
+    try {
+      sendServiceNotification(notifySocket, `READY=1\nMAINPID=${pid}`);
+    } catch (error) {
+      log.fatal(`warning: cannot notify systemd through ${notifySocket}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+}
+
+function serve(options: Options, log: Logger, resources: Resources, listener: ListenerInfo, identity: string): void {
+  const pool = new SgIoPool(DEFAULT_POOL_OPTIONS);
+  const executor = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
+  const server = new Server({ listener, executor, log });
+  server.start();
+  log.info(`Listening on ${listener.createdPath ?? 'the socket passed by systemd'}; running as ${identity}`);
+  announceReady(log, resources.readyFd);
+
+  let stopping = false;
+  const leave = (): never => {
+    if (resources.pidfile) {
+      const message = releasePidFile(resources.pidfile);
+      if (message) log.fatal(message);
+    }
+    return exitImmediately(0);
+  };
+  stop = () => {
+    if (stopping) return;
+    stopping = true;
+    // Executing requests are answered first, but a device that never returns (a dm map
+    // queueing without paths ignores the SG_IO timeout) must not keep us forever: after
+    // the SCSI timeout plus a grace period, exit anyway.
+    setTimeout(() => {
+      log.fatal(`Exiting with ${executor.inFlight} request(s) still executing after the I/O timeout`);
+      leave();
+    }, Math.min(options.ioTimeoutMs + SHUTDOWN_GRACE_MS, MAX_TIMER_MS)).unref();
+    void server.stop().then(() => {
+      // Every response has been written (send() is synchronous) and the socket removed.
+      // Leave with _exit rather than process.exit(): Node's exit joins worker threads, and
+      // a thread still inside SG_IO would hold it, while a thread still loading koffi aborts
+      // the process (napi_throw during teardown: SIGABRT, seen under load in the SIGTERM
+      // test). stderr writes are synchronous, so nothing is lost.
+      executor.close();
+      leave();
+    });
+  };
+  if (stopRequested) stop();
 }
 
 function main(): void {
@@ -72,45 +304,9 @@ function main(): void {
   }
   const { options } = parsed;
   const log = new Logger(program.slice(program.lastIndexOf('/') + 1), options.verbosity);
-
-  let listener: ListenerInfo;
-  try {
-    listener = openListener(options, log);
-  } catch (error) {
-    if (!(error instanceof ListenError)) throw error;
-    log.fatal(error.message);
-    if (error.hint) process.stderr.write(`${error.hint}\n`);
-    process.exit(1);
-  }
-
-  const pool = new SgIoPool(DEFAULT_POOL_OPTIONS);
-  const executor = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
-  const server = new Server({ listener, executor, log });
-  server.start();
-  log.info(`Listening on ${listener.createdPath ?? 'the socket passed by systemd'}`);
-
-  let stopping = false;
-  stop = () => {
-    if (stopping) return;
-    stopping = true;
-    // Executing requests are answered first, but a device that never returns (a dm map
-    // queueing without paths ignores the SG_IO timeout) must not keep us forever: after
-    // the SCSI timeout plus a grace period, exit anyway.
-    setTimeout(() => {
-      log.fatal(`Exiting with ${executor.inFlight} request(s) still executing after the I/O timeout`);
-      exitImmediately(0);
-    }, Math.min(options.ioTimeoutMs + SHUTDOWN_GRACE_MS, MAX_TIMER_MS)).unref();
-    void server.stop().then(() => {
-      // Every response has been written (send() is synchronous) and the socket removed.
-      // Leave with _exit rather than process.exit(): Node's exit joins worker threads, and
-      // a thread still inside SG_IO would hold it, while a thread still loading koffi aborts
-      // the process (napi_throw during teardown: SIGABRT, seen under load in the SIGTERM
-      // test). stderr writes are synchronous, so nothing is lost.
-      executor.close();
-      exitImmediately(0);
-    });
-  };
-  if (stopRequested) stop();
+  if (handoffText !== undefined) secondImage(options, log, handoffText);
+  else if (options.daemonize && readyFdText === undefined) launch(log);
+  else firstImage(options, log);
 }
 
 main();

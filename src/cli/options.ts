@@ -95,7 +95,6 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
   };
   let loglevel = 1;
   let quiet = false;
-  const later: string[] = [];
 
   const events = getoptLong(args, {
     shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, program, posixlyCorrect: ctx.posixlyCorrect,
@@ -158,14 +157,6 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
         throw new Error(`Cannot handle option key '${ev.key}'`);
     }
   }
-  // Options that parse as the reference but whose features are not built yet: refused,
-  // never silently ignored.
-  if (options.uid !== null) later.push('-u/--user');
-  if (options.gid !== null) later.push('-g/--group');
-  if (options.daemonize) later.push('-d/--daemon');
-  if (options.pidfileGiven) later.push('-f/--pidfile');
-  if (later.length > 0) return fail(`${later.join(', ')}: not supported yet by this implementation`);
-
   options.noisy = !quiet && loglevel >= 3;
   options.verbosity = quiet ? 0 : Math.min(loglevel, 3);
   return { kind: 'run', options };

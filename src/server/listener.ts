@@ -90,17 +90,37 @@ export function listenOnPath(path: string): ListenerInfo {
  * never serves anything (spec §9 item 17); that is refused here with a message.
  */
 export function adoptActivatedSocket(): ListenerInfo {
-  const fd = FIRST_SOCKET_ACTIVATION_FD;
+  return adoptListeningSocket(FIRST_SOCKET_ACTIVATION_FD, null, null, 'Failed to use socket activation');
+}
+
+/**
+ * Adopts an inherited listening socket: systemd's, or our own across the privilege-drop
+ * re-exec (then with the path we created, to unlink at exit).
+ */
+export function adoptListeningSocket(
+  fd: number, createdPath: string | null, inode: number | null, context = 'Failed to use the listening socket',
+): ListenerInfo {
   let info;
   try {
     info = socketInfo(fd);
   } catch (error) {
-    throw new ListenError(`Failed to use socket activation: Unable to query remote socket address: ${errnoOf(error)}`);
+    throw new ListenError(`${context}: Unable to query remote socket address: ${errnoOf(error)}`);
   }
-  if (!info.stream) throw new ListenError(`Failed to use socket activation: fd ${fd} is not a stream socket`);
-  if (!info.listening) throw new ListenError(`Failed to use socket activation: fd ${fd} is not a listening socket`);
+  if (!info.stream) throw new ListenError(`${context}: fd ${fd} is not a stream socket`);
+  if (!info.listening) throw new ListenError(`${context}: fd ${fd} is not a listening socket`);
   setNonBlocking(fd);
-  return { fd, createdPath: null, inode: null };
+  return { fd, createdPath, inode };
+}
+
+/** Closes a listener that never served, removing the path we created if still ours. */
+export function discardListener(info: ListenerInfo): void {
+  closeFd(info.fd);
+  if (info.createdPath === null) return;
+  try {
+    if (lstatSync(info.createdPath).ino === info.inode) unlinkSync(info.createdPath);
+  } catch {
+    // gone, or not ours to remove
+  }
 }
 
 /** Validates the activated fds (FD_CLOEXEC on each), as QEMU does before anything else. */

@@ -65,6 +65,18 @@ export interface Libc {
   gettid(): number;
   prctlName(option: number, name: string, a3: number, a4: number, a5: number): number;
   getgrnam(name: string): unknown;
+  prctl(option: number, a2: number, a3: number, a4: number, a5: number): number;
+  capget(header: Uint8Array, data: Uint8Array): number;
+  capset(header: Uint8Array, data: Uint8Array): number;
+  setgroups(size: number, list: null): number;
+  setresuid(ruid: number, euid: number, suid: number): number;
+  setresgid(rgid: number, egid: number, sgid: number): number;
+  getuid(): number;
+  getgid(): number;
+  execve(path: string, argv: (string | null)[], envp: (string | null)[]): number;
+  dup2(from: number, to: number): number;
+  fcntlLock(fd: number, cmd: number, lock: Uint8Array): number;
+  sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, addrlen: number): number;
 }
 
 export const libc: Libc = {
@@ -94,6 +106,21 @@ export const libc: Libc = {
   // prctl is variadic: a fixed prototype for the PR_SET_NAME form.
   prctlName: lib.func('prctl', 'int', ['int', 'const char *', 'unsigned long', 'unsigned long', 'unsigned long']),
   getgrnam: lib.func('void *getgrnam(const char *name)'),
+  // prctl is variadic: a fixed prototype for the numeric forms (capabilities, securebits).
+  prctl: lib.func('prctl', 'int', ['int', 'unsigned long', 'unsigned long', 'unsigned long', 'unsigned long']),
+  capget: lib.func('int capget(void *header, void *data)'),
+  capset: lib.func('int capset(void *header, const void *data)'),
+  setgroups: lib.func('int setgroups(size_t size, const uint32_t *list)'),
+  setresuid: lib.func('int setresuid(uint32_t ruid, uint32_t euid, uint32_t suid)'),
+  setresgid: lib.func('int setresgid(uint32_t rgid, uint32_t egid, uint32_t sgid)'),
+  getuid: lib.func('uint32_t getuid()'),
+  getgid: lib.func('uint32_t getgid()'),
+  // The arrays end with null, as execve(2) requires; koffi passes them as char *[].
+  execve: lib.func('int execve(const char *path, const char **argv, const char **envp)'),
+  dup2: lib.func('int dup2(int from, int to)'),
+  // fcntl's F_GETLK/F_SETLK form, whose third argument is a struct flock *.
+  fcntlLock: lib.func('fcntl', 'int', ['int', 'int', 'void *']),
+  sendto: lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
 };
 
 /** Reads a uint32 at `offset` of a struct returned by a libc call (null-safe). */

@@ -126,23 +126,32 @@ describe('helper options', () => {
     }
   });
 
-  test('-u/-g parse like the reference, then are refused as not supported yet', () => {
+  test('-u/-g parse like the reference (spec §1.4): name first, then a strtoul number', () => {
     assert.deepEqual(parse('-u', 'nosuchuser'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user 'nosuchuser'\n" });
     assert.deepEqual(parse('-g', '0x10'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid group '0x10'\n" });
     assert.deepEqual(parse('-u', '-1'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user '-1'\n" });
-    for (const ok of [['-u', 'nobody'], ['-u', ' +42'], ['-g', '007'], ['-u', '4294967295']]) {
-      const r = parse(...ok);
-      assert.ok(r.kind === 'exit' && r.code === 1 && /not supported yet/.test(r.stderr), ok.join(' '));
+    assert.deepEqual(parse('-u', '4294967296'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user '4294967296'\n" });
+    const cases: [string[], number | null, number | null][] = [
+      [['-u', 'nobody'], 65534, null], [['-u', ' +42'], 42, null], [['-g', '007'], null, 7],
+      [['-u', '4294967295'], 4294967295, null], [['--user=0', '--group', 'nogroup'], 0, 65534],
+    ];
+    for (const [args, uid, gid] of cases) {
+      const r = parse(...args);
+      assert.ok(r.kind === 'run', args.join(' '));
+      assert.equal(r.options.uid, uid, args.join(' '));
+      assert.equal(r.options.gid, gid, args.join(' '));
     }
     const help = parse('-u', 'nobody', '-h');
     assert.ok(help.kind === 'exit' && help.code === 0, '-h after a valid -u still prints help');
   });
 
-  test('-T, -d and -f are refused, never ignored', () => {
-    for (const a of [['-T', 'help'], ['-d'], ['-f', '/run/x.pid'], ['--pidfile=rel']]) {
-      const r = parse(...a);
-      assert.ok(r.kind === 'exit' && r.code === 1 && /not supported yet/.test(r.stderr), a.join(' '));
-    }
+  test('-d and -f set daemon mode and the pid file; -T is refused, never ignored', () => {
+    const d = parse('-d');
+    assert.ok(d.kind === 'run' && d.options.daemonize && !d.options.pidfileGiven);
+    const f = parse('--pidfile=rel.pid');
+    assert.ok(f.kind === 'run' && !f.options.daemonize && f.options.pidfileGiven && f.options.pidfile === 'rel.pid');
+    const t = parse('-T', 'help');
+    assert.ok(t.kind === 'exit' && t.code === 1 && /not supported yet/.test(t.stderr));
   });
 });
 

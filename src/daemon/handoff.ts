@@ -1,0 +1,74 @@
+/**
+ * What the privileged first image passes to the re-executed one (src/privileges/drop.ts):
+ * descriptors it opened as root and the identity it switched to. Carried in one
+ * environment variable, removed as soon as it is read. Pure: text in, values out.
+ */
+
+export const HANDOFF_VARIABLE = 'QEMU_PR_HELPER_HANDOFF';
+
+export interface Handoff {
+  /** The listening socket. */
+  listenFd: number;
+  /** Path of a socket we created (unlinked at exit), or null for an activated one. */
+  createdPath: string | null;
+  socketInode: number | null;
+  pidfile: { fd: number; path: string; inode: number } | null;
+  /** Write end of the daemon launcher's readiness pipe (-d), or null. */
+  readyFd: number | null;
+  uid: number;
+  gid: number;
+  /** Kept capabilities, as a hexadecimal mask. */
+  kept: bigint;
+}
+
+export class HandoffError extends Error {}
+
+export function encodeHandoff(handoff: Handoff): string {
+  return JSON.stringify({ ...handoff, kept: handoff.kept.toString(16) });
+}
+
+const isFd = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 31;
+const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 32;
+const isInode = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isPath = (v: unknown): v is string => typeof v === 'string' && v.startsWith('/') && !v.includes('\0');
+
+/** Parses and validates the variable's text; throws HandoffError naming the bad field. */
+export function decodeHandoff(text: string): Handoff {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new HandoffError(`${HANDOFF_VARIABLE} is not valid JSON`);
+  }
+  if (typeof raw !== 'object' || raw === null) throw new HandoffError(`${HANDOFF_VARIABLE} is not an object`);
+  const r = raw as Record<string, unknown>;
+  const bad = (field: string): never => {
+    throw new HandoffError(`${HANDOFF_VARIABLE} has an invalid ${field}`);
+  };
+  if (!isFd(r['listenFd'])) bad('listenFd');
+  const createdPath = r['createdPath'] ?? null;
+  if (createdPath !== null && !isPath(createdPath)) bad('createdPath');
+  const socketInode = r['socketInode'] ?? null;
+  if (socketInode !== null && !isInode(socketInode)) bad('socketInode');
+  let pidfile: Handoff['pidfile'] = null;
+  if (r['pidfile'] !== null && r['pidfile'] !== undefined) {
+    const p = r['pidfile'] as Record<string, unknown>;
+    if (typeof p !== 'object' || !isFd(p['fd']) || !isPath(p['path']) || !isInode(p['inode'])) bad('pidfile');
+    pidfile = { fd: p['fd'] as number, path: p['path'] as string, inode: p['inode'] as number };
+  }
+  const readyFd = r['readyFd'] ?? null;
+  if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
+  if (!isId(r['uid'])) bad('uid');
+  if (!isId(r['gid'])) bad('gid');
+  if (typeof r['kept'] !== 'string' || !/^[0-9a-f]{1,16}$/.test(r['kept'])) bad('kept');
+  return {
+    listenFd: r['listenFd'] as number,
+    createdPath: createdPath as string | null,
+    socketInode: socketInode as number | null,
+    pidfile,
+    readyFd: readyFd as number | null,
+    uid: r['uid'] as number,
+    gid: r['gid'] as number,
+    kept: BigInt(`0x${r['kept'] as string}`),
+  };
+}
