@@ -8,6 +8,7 @@ import { stopHelpers } from './lib/env.js';
 import './pr-actions.test.js';
 import './edge.test.js';
 import './differential.test.js';
+import './privileges.test.js';
 import './stall.test.js';
 import './shutdown.test.js';
 import './qemu-chain.test.js';
