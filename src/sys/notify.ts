@@ -1,7 +1,8 @@
 /** sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
 import { libc, lastErrno } from './libc.js';
 import { SyscallError } from './errors.js';
-import { AF_UNIX, SOCK_CLOEXEC, SOCKADDR_UN } from './layouts.js';
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCKADDR_UN } from './layouts.js';
+import { bindUnix } from './socket.js';
 
 const SOCK_DGRAM = 2;
 const MSG_NOSIGNAL = 0x4000;
@@ -25,5 +26,37 @@ export function sendServiceNotification(path: string, message: string): void {
     }
   } finally {
     libc.close(fd);
+  }
+}
+
+/**
+ * The receiving end of a notification socket, as systemd holds it: used by the tests (and
+ * usable by a supervisor) to see what the helper announces.
+ */
+export class NotificationSocket {
+  readonly fd: number;
+  readonly #buffer = new Uint8Array(4096);
+
+  constructor(path: string) {
+    const fd = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) throw new SyscallError('socket', lastErrno());
+    try {
+      bindUnix(fd, path);
+    } catch (error) {
+      libc.close(fd);
+      throw error;
+    }
+    this.fd = fd;
+  }
+
+  /** The next datagram, or null when none is waiting. */
+  receive(): string | null {
+    const n = libc.read(this.fd, this.#buffer, this.#buffer.length);
+    if (n < 0) return null;
+    return Buffer.from(this.#buffer.subarray(0, n)).toString('utf8');
+  }
+
+  close(): void {
+    libc.close(this.fd);
   }
 }

@@ -8,13 +8,16 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { existsSync, openSync, closeSync, readFileSync, readlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, openSync, closeSync, readFileSync, readlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PrClient } from '../support/client.js';
 import { pollUntil, spawnHelper, startHelper, tempDir, OUR_HELPER } from '../support/launcher.js';
 import { prInCdb } from '../support/builders.js';
 import { lockHolder } from '../../src/sys/lock.js';
+import { NotificationSocket } from '../../src/sys/notify.js';
+import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
+import { closeFd } from '../../src/sys/fd.js';
 
 const LIBVIRT_EXEC = join(dirname(fileURLToPath(import.meta.url)), '..', 'support', 'libvirt-exec.js');
 const notRoot = process.getuid?.() !== 0 ? 'needs root: the helper drops privileges only when started as root' : false;
@@ -232,3 +235,67 @@ async function libvirtScenario(
     assert.ok(alive(pid));
   }
 }
+
+describe('systemd: Type=notify and socket activation (contrib/systemd)', { skip: notRoot }, () => {
+  async function readyMessage(receiver: NotificationSocket, pid: number): Promise<string> {
+    let message: string | null = null;
+    await pollUntil(() => {
+      message = receiver.receive();
+      return message !== null || !alive(pid);
+    }, 'READY=1');
+    return message ?? 'none: the helper exited';
+  }
+
+  test('root start: READY=1 with our pid comes from the image that serves, once it accepts', async () => {
+    const dir = tempDir();
+    const notifyPath = join(dir, 'notify');
+    const receiver = new NotificationSocket(notifyPath);
+    const socketPath = join(dir, 'n.sock');
+    const h = spawnHelper({ socketPath, args: ['-k', socketPath], env: { ...process.env, NOTIFY_SOCKET: notifyPath } });
+    try {
+      const message = await readyMessage(receiver, h.pid);
+      assert.equal(message, `READY=1\nMAINPID=${h.pid}`);
+      // Ready means the privilege drop is done and connections are served.
+      assert.equal(readFileSync(`/proc/${h.pid}/status`, 'utf8').match(/^CapEff:\s+(\S+)/m)?.[1], '0000000000020000');
+      const client = await PrClient.connect(socketPath);
+      client.close();
+      assert.equal(receiver.receive(), null, 'exactly one notification');
+      assert.equal(await h.stop(), 0);
+    } finally {
+      receiver.close();
+      h.cleanup();
+    }
+  });
+
+  test('as the unit runs it: activated socket on fd 3, non-root with ambient CAP_SYS_RAWIO, READY=1', { skip: existsSync('/usr/bin/setpriv') ? false : '/usr/bin/setpriv is missing (util-linux)' }, async () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o777);
+    const notifyPath = join(dir, 'notify');
+    const receiver = new NotificationSocket(notifyPath);
+    chmodSync(notifyPath, 0o777); // systemd's notify socket accepts any sender; the helper is uid 65534
+    const socketPath = join(dir, 'activated.sock');
+    const listener = unixStreamSocket();
+    bindUnix(listener, socketPath);
+    listenSocket(listener, 16);
+    const h = spawnHelper({
+      binary: '/usr/bin/setpriv',
+      socketPath,
+      listenFds: '1',
+      extraFds: [listener],
+      env: { ...process.env, NOTIFY_SOCKET: notifyPath },
+      args: ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=+sys_rawio', '--ambient-caps=+sys_rawio',
+        '--bounding-set=-all,+sys_rawio', '--no-new-privs', '--', OUR_HELPER],
+    });
+    closeFd(listener);
+    try {
+      assert.equal(await readyMessage(receiver, h.pid), `READY=1\nMAINPID=${h.pid}`, h.stderr());
+      const client = await PrClient.connect(socketPath);
+      client.close();
+      assert.equal(await h.stop(), 0);
+      assert.equal(existsSync(socketPath), true, 'an activated socket is systemd\'s: never unlinked');
+    } finally {
+      receiver.close();
+      h.cleanup();
+    }
+  });
+});
