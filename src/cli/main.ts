@@ -34,8 +34,10 @@ import { acquirePidFile, PidFileError, releasePidFile, type PidFile } from '../d
 import { launchDaemon, READY_FD_VARIABLE, READY_MESSAGE } from '../daemon/launcher.js';
 import { dropAndReexec } from '../privileges/drop.js';
 import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
-import { expectedAfterDrop, KEPT_CAPABILITIES, maskOf, reviewUnprivileged, targetId } from '../privileges/policy.js';
-import { describeMask } from '../privileges/capabilities.js';
+import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } from '../privileges/policy.js';
+import { CAP_SYS_ADMIN, describeMask, maskOf } from '../privileges/capabilities.js';
+import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../sys/mpath.js';
+import { MultipathExecutor } from '../exec/mpath-executor.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
 // (ecosystem.md D.5 item 4). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
@@ -51,6 +53,10 @@ const handoffText = env[HANDOFF_VARIABLE];
 const readyFdText = env[READY_FD_VARIABLE];
 const inheritedText = env[INHERITED_FDS_VARIABLE];
 for (const name of [ARGV0_VARIABLE, HANDOFF_VARIABLE, READY_FD_VARIABLE, INHERITED_FDS_VARIABLE]) delete env[name];
+
+/** Where libmpathpersist is (QEMU_PR_HELPER_MPATH_LIBRARY overrides the search), or null. */
+const mpathLibraryPath = findMpathLibrary(env['QEMU_PR_HELPER_MPATH_LIBRARY']);
+const ADMIN = maskOf([CAP_SYS_ADMIN]);
 
 /** How long shutdown waits beyond the SG_IO timeout for requests still executing. */
 const SHUTDOWN_GRACE_MS = 5000;
@@ -153,21 +159,25 @@ function firstImage(options: Options, log: Logger): void {
   const uid = currentUid();
   const gid = currentGid();
   const target = { uid: targetId(options.uid, uid), gid: targetId(options.gid, gid) };
-  const kept = maskOf(KEPT_CAPABILITIES);
   const listener = resources.listener;
   if (uid !== 0) {
     if (target.uid !== uid || target.gid !== gid) {
       failStartup(log, resources,
         `Failed to drop privileges: started as uid ${uid} gid ${gid}, which cannot switch to uid ${target.uid} gid ${target.gid}; start as root to use -u/-g`);
     }
-    const review = reviewUnprivileged(readThreadCredentials(), uid, gid, kept);
+    const threads = readThreadCredentials();
+    // CAP_SYS_ADMIN is accepted, and multipath enabled, only with the library installed.
+    const mainThread = threads.find((t) => t.tid === pid);
+    const kept = keptCapabilities(mpathLibraryPath !== null && ((mainThread?.effective ?? 0n) & ADMIN) !== 0n);
+    const review = reviewUnprivileged(threads, uid, gid, kept);
     for (const warning of review.warnings) log.fatal(`warning: ${warning}`);
     if (review.errors.length > 0) {
       failStartup(log, resources, `Refusing to run: ${review.errors.slice(0, 4).join('; ')}`);
     }
-    serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`);
+    serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`, uid, kept);
     return;
   }
+  const kept = keptCapabilities(mpathLibraryPath !== null);
   const handoff: Handoff = {
     listenFd: listener.fd,
     createdPath: listener.createdPath,
@@ -221,7 +231,8 @@ function secondImage(options: Options, log: Logger, text: string): void {
     failStartup(log, resources, `Failed to drop privileges: ${problems.slice(0, 4).join('; ')}`);
   }
   serve(options, log, resources, resources.listener,
-    `uid ${handoff.uid} gid ${handoff.gid}, no supplementary groups, ${describeMask(handoff.kept)} only on all ${threads.length} threads`);
+    `uid ${handoff.uid} gid ${handoff.gid}, no supplementary groups, ${describeMask(handoff.kept)} only on all ${threads.length} threads`,
+    handoff.uid, handoff.kept);
 }
 
 /** Tells whoever started us that connections are now accepted. */
@@ -249,9 +260,40 @@ function announceReady(log: Logger, readyFd: number | null): void {
   }
 }
 
-function serve(options: Options, log: Logger, resources: Resources, listener: ListenerInfo, identity: string): void {
+/**
+ * Starts libmpathpersist on its thread, or says once why multipath devices will be refused
+ * (spec §5; issue: never send a PR down a single path of a multipath map).
+ */
+function openMultipath(log: Logger, uid: number, kept: bigint): Promise<MpathLibrary | null> {
+  const path = mpathLibraryPath;
+  if (path === null) {
+    log.notice('warning: libmpathpersist.so.0 not found: PR commands on dm-multipath devices will be refused. ' +
+      'Install it (Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
+    return Promise.resolve(null);
+  }
+  if ((kept & ADMIN) === 0n) {
+    log.notice('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
+    return Promise.resolve(null);
+  }
+  return MpathLibrary.open(path).then((library) => {
+    log.notice(`multipath: using ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'})`);
+    if (uid !== 0) log.notice('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
+    return library;
+  }, (error: unknown) => {
+    log.notice(`warning: libmpathpersist (${path}) cannot be used: ${error instanceof Error ? error.message : String(error)}; ` +
+      'PR commands on dm-multipath devices will be refused');
+    return null;
+  });
+}
+
+function serve(
+  options: Options, log: Logger, resources: Resources, listener: ListenerInfo, identity: string, uid: number, kept: bigint,
+): void {
   const pool = new SgIoPool(DEFAULT_POOL_OPTIONS);
-  const executor = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
+  const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
+  const executor = new MultipathExecutor(plain, pool, openMultipath(log, uid, kept), {
+    noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => log.error(m),
+  });
   const server = new Server({ listener, executor, log });
   server.start();
   log.info(`Listening on ${listener.createdPath ?? 'the socket passed by systemd'}; running as ${identity}`);

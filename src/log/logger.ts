@@ -35,6 +35,11 @@ export class Logger {
     this.#sink.write(`${this.program}: ${message}\n`);
   }
 
+  /** Start-up facts and warnings an operator should see: printed unless -q. */
+  notice(message: string): void {
+    if (this.verbosity >= 1) this.#sink.write(`${this.program}: ${message}\n`);
+  }
+
   /** Errors on one connection: printed unless -q (the reference's `verbose >= 1`). */
   error(message: string): void {
     if (this.verbosity >= 1) this.#sink.write(`${this.program}: ${message}\n`);

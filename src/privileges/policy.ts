@@ -12,10 +12,19 @@
  * CAP_SYS_RAWIO; a wider bounding set and supplementary groups, which it cannot shed, are
  * reported but allowed. The reference cannot start as non-root at all.
  */
-import { CAP_SYS_RAWIO, capabilitiesIn, capabilityName, describeMask, maskOf } from './capabilities.js';
+import { CAP_SYS_ADMIN, CAP_SYS_RAWIO, capabilitiesIn, capabilityName, describeMask, maskOf } from './capabilities.js';
 import { summarizeProblems, type ExpectedCredentials, type ThreadCredentials } from './thread-status.js';
 
 export const KEPT_CAPABILITIES: readonly number[] = [CAP_SYS_RAWIO];
+/**
+ * With libmpathpersist installed the reference also keeps CAP_SYS_ADMIN (spec §2): the
+ * library finds a map's paths through device-mapper ioctls, which check it on every call.
+ */
+export const KEPT_CAPABILITIES_MULTIPATH: readonly number[] = [CAP_SYS_RAWIO, CAP_SYS_ADMIN];
+
+export function keptCapabilities(multipath: boolean): bigint {
+  return maskOf(multipath ? KEPT_CAPABILITIES_MULTIPATH : KEPT_CAPABILITIES);
+}
 
 /** -u/-g value 4294967295 is (uid_t)-1: "no change", as for the reference (spec §1.4). */
 const NO_CHANGE = 0xffffffff;

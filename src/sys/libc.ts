@@ -156,3 +156,75 @@ export function pollFd(
 }
 
 export const KOFFI_VERSION: string = koffi.version as string;
+
+/**
+ * libmpathpersist (multipath-tools), loaded on demand from `path`. Only the multipath
+ * thread calls this (src/sys/mpath-thread-main.ts): the library keeps global state and is
+ * not safe to enter from two threads at once. Structures are passed as native blocks.
+ */
+export interface MpathPersistLib {
+  /** 0 on success (multipath-tools >= 0.8.6). */
+  init(): number;
+  reserveIn(fd: number, sa: number, resp: number, noisy: number, verbose: number): number;
+  reserveOut(fd: number, sa: number, scope: number, type: number, param: number, noisy: number, verbose: number): number;
+  /** The library's `mpath_mx_alloc_len` (PR IN allocation length), or null if not exported. */
+  setAllocationLength(value: number): boolean;
+}
+
+export function loadMpathPersist(path: string): MpathPersistLib {
+  const mpath: any = koffi.load(path);
+  const init = mpath.func('int libmpathpersist_init(void)');
+  const reserveIn = mpath.func('int mpath_persistent_reserve_in(int fd, int sa, uintptr_t resp, int noisy, int verbose)');
+  const reserveOut = mpath.func(
+    'int mpath_persistent_reserve_out(int fd, int sa, int scope, unsigned int type, uintptr_t param, int noisy, int verbose)',
+  );
+  return {
+    init: () => init() as number,
+    reserveIn: (fd, sa, resp, noisy, verbose) => reserveIn(fd, sa, resp, noisy, verbose) as number,
+    reserveOut: (fd, sa, scope, type, param, noisy, verbose) => reserveOut(fd, sa, scope, type, param, noisy, verbose) as number,
+    setAllocationLength(value) {
+      try {
+        const pointer: any = mpath.symbol('mpath_mx_alloc_len', 'unsigned int');
+        koffi.encode(pointer, 'unsigned int', value);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+
+/** libmpathcmd (multipath-tools): multipathd's command socket, as QEMU's CLEANUP uses it. */
+export interface MpathCmdLib {
+  /** A connected fd, or -1 with errno. */
+  connect(): number;
+  /** 0 and the reply, or -1 with errno; waits up to `timeoutMs`. */
+  processCommand(fd: number, command: string, timeoutMs: number): { rc: number; errno: number; reply: string | null };
+  disconnect(fd: number): void;
+}
+
+export function loadMpathCmd(path: string): MpathCmdLib {
+  const cmd: any = koffi.load(path);
+  const connect = cmd.func('int mpath_connect(void)');
+  const processCmd = cmd.func('int mpath_process_cmd(int fd, const char *cmd, _Out_ void **reply, unsigned int timeout)');
+  const disconnect = cmd.func('int mpath_disconnect(int fd)');
+  const free = lib.func('void free(void *ptr)');
+  return {
+    connect: () => connect() as number,
+    processCommand(fd, command, timeoutMs) {
+      const out: any[] = [null];
+      const rc = processCmd(fd, command, out, timeoutMs) as number;
+      const errno = koffi.errno() as number;
+      let reply: string | null = null;
+      if (out[0] !== null && out[0] !== undefined) {
+        reply = koffi.decode(out[0], 'const char *') as string;
+        free(out[0]);
+      }
+      return { rc, errno, reply };
+    },
+    disconnect: (fd) => {
+      disconnect(fd);
+    },
+  };
+}

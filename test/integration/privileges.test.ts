@@ -15,9 +15,14 @@ import type { ThreadCredentials } from '../../src/privileges/thread-status.js';
 import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
 import { closeFd } from '../../src/sys/fd.js';
 import { encodeHandoff } from '../../src/daemon/handoff.js';
+import { findMpathLibrary } from '../../src/sys/mpath.js';
 
 const SETPRIV = '/usr/bin/setpriv';
 const RAWIO = 0x20000n;
+const RAWIO_ADMIN = 0x220000n;
+const MULTIPATH = findMpathLibrary(process.env['QEMU_PR_HELPER_MPATH_LIBRARY']) !== null;
+/** Started as root: CAP_SYS_ADMIN too when libmpathpersist is installed, as the reference (spec §2). */
+const KEPT_AS_ROOT = MULTIPATH ? RAWIO_ADMIN : RAWIO;
 const NOBODY = 65534;
 const NOGROUP = 65534;
 
@@ -62,11 +67,11 @@ function assertEveryThread(threads: ThreadCredentials[], expected: Row): void {
 }
 
 describe('privileges on every thread (spec §2)', { skip: notRoot }, () => {
-  test('root without -u/-g (libvirt): uid 0, only CAP_SYS_RAWIO, empty bounding set', async () => {
+  test(`root without -u/-g (libvirt): uid 0, only CAP_SYS_RAWIO${MULTIPATH ? ' and CAP_SYS_ADMIN (libmpathpersist is installed)' : ''}, empty bounding set`, async () => {
     const { threads, stop } = await threadTable({});
     assertEveryThread(threads, {
       uids: [0, 0, 0, 0], gids: [0, 0, 0, 0], groups: [],
-      inheritable: RAWIO, permitted: RAWIO, effective: RAWIO, bounding: 0n, ambient: RAWIO, noNewPrivs: true,
+      inheritable: KEPT_AS_ROOT, permitted: KEPT_AS_ROOT, effective: KEPT_AS_ROOT, bounding: 0n, ambient: KEPT_AS_ROOT, noNewPrivs: true,
     });
     await stop();
   });
@@ -77,7 +82,7 @@ describe('privileges on every thread (spec §2)', { skip: notRoot }, () => {
     const { threads, stop } = await threadTable({ socketPath, args: ['-k', socketPath, '-u', 'nobody', '-g', 'nogroup'] });
     assertEveryThread(threads, {
       uids: [NOBODY, NOBODY, NOBODY, NOBODY], gids: [NOGROUP, NOGROUP, NOGROUP, NOGROUP], groups: [],
-      inheritable: RAWIO, permitted: RAWIO, effective: RAWIO, bounding: 0n, ambient: RAWIO, noNewPrivs: true,
+      inheritable: KEPT_AS_ROOT, permitted: KEPT_AS_ROOT, effective: KEPT_AS_ROOT, bounding: 0n, ambient: KEPT_AS_ROOT, noNewPrivs: true,
     });
     await stop();
   });
@@ -139,9 +144,9 @@ describe('fail closed', { skip: notRoot || noSetpriv }, () => {
   });
 
   test('non-root with more than CAP_SYS_RAWIO: exit 1 naming the extra capability', async () => {
-    const r = await refusal(nonRoot(['--inh-caps=+sys_rawio,+sys_admin', '--ambient-caps=+sys_rawio,+sys_admin']));
+    const r = await refusal(nonRoot(['--inh-caps=+sys_rawio,+net_admin', '--ambient-caps=+sys_rawio,+net_admin']));
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /all \d+ threads: effective capabilities cap_sys_rawio,cap_sys_admin, expected cap_sys_rawio/);
+    assert.match(r.stderr, /all \d+ threads: effective capabilities cap_net_admin,cap_sys_rawio, expected cap_sys_rawio/);
     assert.equal(r.socketLeft, false);
   });
 
@@ -172,5 +177,40 @@ describe('fail closed', { skip: notRoot || noSetpriv }, () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /Failed to drop privileges: all \d+ threads: uids 0\/0\/0\/0, expected 65534/);
     assert.match(r.stderr, /effective capabilities cap_chown,/);
+  });
+});
+
+describe('multipath capability (spec §2: CAP_SYS_ADMIN only with libmpathpersist)', { skip: notRoot || noSetpriv }, () => {
+  test('without the library: CAP_SYS_RAWIO only, and one warning naming the package', async () => {
+    const dir = tempDir();
+    const socketPath = join(dir, 'pr.sock');
+    const env = { ...process.env, QEMU_PR_HELPER_MPATH_LIBRARY: '/nonexistent/libmpathpersist.so.0' };
+    const helper = await startHelper({ socketPath, args: ['-k', socketPath], env });
+    for (const t of readThreadCredentials(helper.pid)) assert.equal(t.effective, RAWIO, `thread ${t.tid}`);
+    assert.equal(await helper.stop(), 0);
+    const warnings = helper.stderr().split('\n').filter((line) => line.includes('libmpathpersist'));
+    assert.equal(warnings.length, 1, helper.stderr());
+    assert.match(warnings[0] ?? '', /not found: PR commands on dm-multipath devices will be refused.*apt-get install multipath-tools/);
+    helper.cleanup();
+  });
+
+  test('non-root holding CAP_SYS_ADMIN as well runs (multipath) only when the library is installed', async () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o777);
+    const socketPath = join(dir, 'pr.sock');
+    const opts: StartOptions = {
+      binary: SETPRIV, socketPath,
+      args: [`--reuid=${NOBODY}`, `--regid=${NOGROUP}`, '--clear-groups', '--inh-caps=+sys_rawio,+sys_admin',
+        '--ambient-caps=+sys_rawio,+sys_admin', '--', OUR_HELPER, '-k', socketPath],
+    };
+    if (MULTIPATH) {
+      const helper = await startHelper(opts);
+      for (const t of readThreadCredentials(helper.pid)) assert.equal(t.effective, RAWIO_ADMIN, `thread ${t.tid}`);
+      assert.equal(await helper.stop(), 0);
+      helper.cleanup();
+    }
+    const r = await refusal({ ...opts, env: { ...process.env, QEMU_PR_HELPER_MPATH_LIBRARY: '/nonexistent' } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /effective capabilities cap_sys_rawio,cap_sys_admin, expected cap_sys_rawio/);
   });
 });

@@ -1,0 +1,197 @@
+/**
+ * PR commands on dm-multipath devices (spec §5), beside the plain SG_IO path.
+ *
+ * A PR command sent by SG_IO to /dev/mapper/mpathX reaches ONE path, so a REGISTER would
+ * register one I_T nexus only and break fencing. On a multipath fd the command therefore
+ * goes through libmpathpersist, which runs it on every path and keeps multipathd's
+ * reservation key up to date. Deviations from the reference:
+ * - detection reads /sys/dev/block/M:m/dm/uuid ("mpath-" prefix, set by multipathd) and
+ *   needs no DM ioctl; a failure to tell means "not multipath", never the end of the
+ *   daemon (§9 items 10 and 19);
+ * - the library runs on its own thread, never blocking other connections (§9 item 11);
+ * - without the library a multipath fd is refused (INVALID COMMAND OPERATION CODE), never
+ *   sent down a single path;
+ * - a multipathd failure during CLEANUP answers LUN COMMUNICATION FAILURE instead of
+ *   closing the connection (§9 item 12), and the reason is logged.
+ */
+import { readFileSync, fstatSync } from 'node:fs';
+import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
+import { Sense, buildFixedSense } from '../scsi/sense.js';
+import { interpretSgIo } from '../scsi/sgio-status.js';
+import {
+  cleanupUnregisterRequest, mapLibraryResult, mpathOutcome, parsePrInRequest, parsePrOutParameters, prInResponseData,
+  type PrOutCall,
+} from '../scsi/mpath.js';
+import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
+import type { PrRequest } from '../protocol/session.js';
+import { accessMode } from '../sys/fd.js';
+import type { MpathLibrary } from '../sys/mpath.js';
+import type { ScsiExecutor } from './executor.js';
+import type { SgIoRunner } from './sgio-executor.js';
+
+/** multipathd's reply timeout for CLEANUP's commands, as QEMU uses (spec §5.6). */
+const MULTIPATHD_TIMEOUT_MS = 60_000;
+const TEST_UNIT_READY = new Uint8Array([Opcode.TEST_UNIT_READY, 0, 0, 0, 0, 0]);
+
+export interface BlockDevice {
+  major: number;
+  minor: number;
+}
+
+/** The block device behind `fd`, or null for anything else (or an fd fstat rejects). */
+export function blockDeviceOf(fd: number): BlockDevice | null {
+  try {
+    const st = fstatSync(fd);
+    if (!st.isBlockDevice()) return null;
+    const rdev = BigInt(st.rdev);
+    // glibc's gnu_dev_major / gnu_dev_minor
+    const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+    const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+    return { major, minor };
+  } catch {
+    return null;
+  }
+}
+
+/** True for a dm map that multipathd created (its dm uuid starts with "mpath-"). */
+export function isMultipathMap(device: BlockDevice): boolean {
+  try {
+    return readFileSync(`/sys/dev/block/${device.major}:${device.minor}/dm/uuid`, 'latin1').startsWith('mpath-');
+  } catch {
+    return false; // not a dm device (no dm/ directory), or sysfs not readable: plain SG_IO
+  }
+}
+
+function checkCondition(sense: keyof typeof Sense): ScsiOutcome {
+  return { status: ScsiStatus.CHECK_CONDITION, sense: buildFixedSense(Sense[sense]), data: new Uint8Array(0) };
+}
+
+export interface MultipathOptions {
+  /** QEMU's noisy/verbose, passed to the library as its log level (spec §1.3). */
+  noisy: number;
+  verbose: number;
+  timeoutMs: number;
+  /** Logs why a multipath request failed beyond its SCSI outcome. */
+  log: (message: string) => void;
+}
+
+export class MultipathExecutor implements ScsiExecutor {
+  readonly #plain: ScsiExecutor;
+  readonly #runner: SgIoRunner;
+  readonly #library: Promise<MpathLibrary | null>;
+  readonly #options: MultipathOptions;
+  #executing = 0;
+
+  /**
+   * `library` resolves once libmpathpersist is initialised (its thread starts while the
+   * helper already serves), or to null when it is unavailable: multipath fds are then refused.
+   */
+  constructor(plain: ScsiExecutor, runner: SgIoRunner, library: Promise<MpathLibrary | null>, options: MultipathOptions) {
+    this.#plain = plain;
+    this.#runner = runner;
+    this.#library = library;
+    this.#options = options;
+  }
+
+  get inFlight(): number {
+    return this.#plain.inFlight + this.#executing;
+  }
+
+  #multipathDevice(fd: number): BlockDevice | null {
+    const device = blockDeviceOf(fd);
+    return device !== null && isMultipathMap(device) ? device : null;
+  }
+
+  async execute(request: PrRequest): Promise<ScsiOutcome> {
+    const device = this.#multipathDevice(request.fd);
+    if (device === null) return this.#plain.execute(request);
+    this.#executing++;
+    try {
+      const library = await this.#library;
+      if (library === null) {
+        // Never down one path: a registration on one path only breaks fencing.
+        this.#options.log(`Refusing a PR command on multipath device ${device.major}:${device.minor}: libmpathpersist is not available`);
+        return checkCondition('INVALID_OPCODE');
+      }
+      switch (request.opcode) {
+        case Opcode.PERSISTENT_RESERVE_IN:
+          return await this.#prIn(library, request);
+        case Opcode.PERSISTENT_RESERVE_OUT:
+          return this.#readOnly(request.fd) ?? await this.#prOut(library, request.fd, request.cdb, request.parameters);
+        case PR_HELPER_CLEANUP:
+          return this.#readOnly(request.fd) ?? await this.#cleanup(library, request.fd, device);
+        default:
+          throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
+      }
+    } finally {
+      this.#executing--;
+    }
+  }
+
+  /** As on the SG_IO path: PR OUT and CLEANUP need a writable fd (spec §3.7). */
+  #readOnly(fd: number): ScsiOutcome | null {
+    try {
+      return accessMode(fd) === 'read-only' ? checkCondition('INVALID_OPCODE') : null;
+    } catch {
+      return checkCondition('IO_ERROR');
+    }
+  }
+
+  /** The library dropped the device's sense: ask the device again with TEST UNIT READY. */
+  async #probe(fd: number): Promise<{ status: number; sense: Uint8Array }> {
+    const result = await this.#runner.run(fd, {
+      cdb: TEST_UNIT_READY, direction: 'none', transferLength: 0, timeoutMs: this.#options.timeoutMs,
+    });
+    return interpretSgIo(result);
+  }
+
+  async #answer(fd: number, code: number, data?: Uint8Array): Promise<ScsiOutcome> {
+    const verdict = mapLibraryResult(code);
+    const probe = verdict.kind === 'check' && verdict.probeWithTestUnitReady ? await this.#probe(fd) : null;
+    return mpathOutcome(verdict, probe, data);
+  }
+
+  async #prIn(library: MpathLibrary, request: PrRequest): Promise<ScsiOutcome> {
+    const parsed = parsePrInRequest(request.cdb);
+    if (parsed.kind === 'done') return parsed.outcome;
+    const { code, response } = await library.reserveIn(request.fd, parsed.sa, this.#options.noisy, this.#options.verbose);
+    if (mapLibraryResult(code).kind !== 'good' || response === null) return this.#answer(request.fd, code);
+    return this.#answer(request.fd, code, prInResponseData(parsed.sa, parsed.allocationLength, response));
+  }
+
+  async #prOut(library: MpathLibrary, fd: number, cdb: Uint8Array, parameters: Uint8Array): Promise<ScsiOutcome> {
+    const parsed = parsePrOutParameters(cdb, parameters);
+    if (parsed.kind === 'done') return parsed.outcome;
+    const code = await this.#callOut(library, fd, parsed);
+    return this.#answer(fd, code);
+  }
+
+  #callOut(library: MpathLibrary, fd: number, call: PrOutCall): Promise<number> {
+    const { key, saKey, saFlags, transportIds } = call.descriptor;
+    return library.reserveOut(
+      fd, { sa: call.sa, scope: call.scope, type: call.type, key, saKey, saFlags, transportIds },
+      this.#options.noisy, this.#options.verbose,
+    );
+  }
+
+  /**
+   * CLEANUP (spec §5.6): make multipathd forget this host's key, so that it neither
+   * re-registers it on reinstated paths nor preempts the migration destination, then
+   * unregister on every path.
+   */
+  async #cleanup(library: MpathLibrary, fd: number, device: BlockDevice): Promise<ScsiOutcome> {
+    const map = `dm-${device.minor}`;
+    const failure = await library.multipathd([`unsetprkey map ${map}`, `unsetprstatus map ${map}`], MULTIPATHD_TIMEOUT_MS);
+    if (failure !== null) {
+      this.#options.log(`CLEANUP on ${map}: ${failure}`);
+      return checkCondition('LUN_COMM_FAILURE');
+    }
+    const unregister = cleanupUnregisterRequest();
+    return this.#prOut(library, fd, unregister.cdb, unregister.params);
+  }
+
+  close(): void {
+    this.#plain.close();
+    void this.#library.then((library) => library?.close());
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * libmpathpersist on its own thread (src/sys/mpath-thread-main.ts): typed requests in,
+ * return codes and typed responses out. The descriptor bytes are exactly what the library
+ * structures hold (spec §5.3-5.4); translation to and from SCSI is src/scsi/mpath.ts.
+ */
+import { Worker } from 'node:worker_threads';
+import { existsSync, readFileSync } from 'node:fs';
+
+export interface MpathTransportId {
+  formatCode: number;
+  protocolId: number;
+  /** n_port_name / sas_address (8 bytes) or iscsi_name (length bytes, then the name). */
+  name: Uint8Array;
+}
+
+export type MpathRequest =
+  | { id: number; op: 'in'; fd: number; sa: number; noisy: number; verbose: number }
+  | {
+    id: number; op: 'out'; fd: number; sa: number; scope: number; type: number; key: Uint8Array; saKey: Uint8Array;
+    saFlags: number; transportIds: MpathTransportId[]; noisy: number; verbose: number;
+  }
+  | { id: number; op: 'multipathd'; commands: string[]; timeoutMs: number };
+
+export interface MpathReply {
+  id: number;
+  code: number;
+  /** struct prin_resp (8200 bytes) for PR IN, null for PR OUT. */
+  response: Uint8Array | null;
+  /** For multipathd commands: why they failed, null when every reply was "ok". */
+  failure?: string | null;
+}
+
+/** struct prin_resp, decoded (host byte order) for the service action that filled it. */
+export type PrinResponse =
+  | { kind: 'list'; generation: number; additionalLength: number; body: Uint8Array }
+  | { kind: 'capabilities'; length: number; flags0: number; flags1: number; typeMask: number };
+
+const REPORT_CAPABILITIES = 2;
+
+export function decodePrinResponse(bytes: Uint8Array, sa: number): PrinResponse {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (sa === REPORT_CAPABILITIES) {
+    return {
+      kind: 'capabilities', length: view.getUint16(0, true), flags0: bytes[2] ?? 0, flags1: bytes[3] ?? 0,
+      typeMask: view.getUint16(4, true),
+    };
+  }
+  // prin_readdescr / prin_resvdescr: generation, additional_length, then the SPC bytes.
+  return { kind: 'list', generation: view.getUint32(0, true), additionalLength: view.getUint32(4, true), body: bytes.subarray(8) };
+}
+
+/** Where distributions install the library (the soname alone would also search ld.so.cache). */
+const LIBRARY_DIRECTORIES = [
+  '/lib', '/usr/lib', '/lib64', '/usr/lib64', '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu',
+  '/lib/aarch64-linux-gnu', '/usr/lib/aarch64-linux-gnu',
+];
+export const MPATH_LIBRARY_SONAME = 'libmpathpersist.so.0';
+
+/** The library file to load, or null when it is not installed. `override` wins (tests). */
+export function findMpathLibrary(override: string | undefined): string | null {
+  if (override !== undefined) return existsSync(override) ? override : null;
+  for (const dir of LIBRARY_DIRECTORIES) {
+    const path = `${dir}/${MPATH_LIBRARY_SONAME}`;
+    if (existsSync(path)) return path;
+  }
+  return null;
+}
+
+/**
+ * The library's ABI version, from its ELF symbol versions (LIBMPATHPERSIST_x.y.z; 2.1.0 in
+ * multipath-tools 0.9.4), or null when unreadable. The library has no version call.
+ */
+export function mpathLibraryAbi(path: string): string | null {
+  try {
+    const text = readFileSync(path).toString('latin1');
+    const versions = [...text.matchAll(/LIBMPATHPERSIST_(\d+)\.(\d+)\.(\d+)/g)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3])]);
+    versions.sort((a, b) => ((a[0] ?? 0) - (b[0] ?? 0)) || ((a[1] ?? 0) - (b[1] ?? 0)) || ((a[2] ?? 0) - (b[2] ?? 0)));
+    const last = versions.at(-1);
+    return last ? `LIBMPATHPERSIST_${last.join('.')}` : null;
+  } catch {
+    return null;
+  }
+}
+
+const WORKER_URL = new URL('./mpath-thread-main.js', import.meta.url);
+
+type Pending = (reply: MpathReply) => void;
+
+export class MpathLibrary {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.on('message', (message: { type: string; reply?: MpathReply }) => {
+      if (message.type !== 'reply' || !message.reply) return;
+      const done = this.#pending.get(message.reply.id);
+      this.#pending.delete(message.reply.id);
+      done?.(message.reply);
+    });
+    worker.on('exit', () => {
+      // The thread died: every waiting request gets the library's "other error".
+      for (const [id, done] of this.#pending) done({ id, code: -1, response: null });
+      this.#pending.clear();
+    });
+  }
+
+  /** Starts the thread and initialises the library; rejects with the reason it cannot. */
+  static open(path: string): Promise<MpathLibrary> {
+    const worker = new Worker(WORKER_URL, { workerData: { path }, stdout: false, stderr: false });
+    return new Promise((resolve, reject) => {
+      const onExit = (): void => reject(new Error('the multipath thread exited during start-up'));
+      worker.once('exit', onExit);
+      worker.once('error', (error) => reject(error));
+      worker.once('message', (message: { type: string; message?: string }) => {
+        worker.off('exit', onExit);
+        if (message.type === 'ready') {
+          worker.unref();
+          resolve(new MpathLibrary(worker));
+        } else {
+          reject(new Error(message.message ?? 'initialisation failed'));
+          void worker.terminate();
+        }
+      });
+    });
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  #call(request: MpathRequest): Promise<MpathReply> {
+    return new Promise((resolve) => {
+      this.#pending.set(request.id, resolve);
+      this.#worker.postMessage(request);
+    });
+  }
+
+  async reserveIn(fd: number, sa: number, noisy: number, verbose: number): Promise<{ code: number; response: PrinResponse | null }> {
+    const reply = await this.#call({ id: this.#nextId++, op: 'in', fd, sa, noisy, verbose });
+    return { code: reply.code, response: reply.response ? decodePrinResponse(reply.response, sa) : null };
+  }
+
+  async reserveOut(
+    fd: number,
+    call: { sa: number; scope: number; type: number; key: Uint8Array; saKey: Uint8Array; saFlags: number; transportIds: MpathTransportId[] },
+    noisy: number,
+    verbose: number,
+  ): Promise<number> {
+    const reply = await this.#call({ id: this.#nextId++, op: 'out', fd, ...call, noisy, verbose });
+    return reply.code;
+  }
+
+  /**
+   * Sends commands to multipathd one by one (spec §5.6), stopping at the first whose reply
+   * is not "ok". Resolves with null on success, else the failure in words.
+   */
+  async multipathd(commands: string[], timeoutMs: number): Promise<string | null> {
+    const reply = await this.#call({ id: this.#nextId++, op: 'multipathd', commands, timeoutMs });
+    return reply.code === 0 ? null : reply.failure ?? 'the multipath thread ended';
+  }
+
+  close(): void {
+    void this.#worker.terminate();
+  }
+}
