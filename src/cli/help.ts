@@ -8,7 +8,7 @@ export const DEFAULT_PIDFILE_PATH = `${DEFAULT_STATE_DIR}/run/qemu-pr-helper.pid
 export const PACKAGE_NAME = 'qemu-pr-helper-ts';
 export const PACKAGE_VERSION = '0.1.0';
 
-/** The reference's usage text (QEMU 7.2), with -v, -q and our --io-timeout added. */
+/** The reference's usage text (QEMU 7.2), with -v, -q and our own long options added. */
 export function usageText(program: string): string {
   return `Usage: ${program} [OPTIONS] FILE
 Persistent Reservation helper program for QEMU
@@ -25,9 +25,13 @@ Persistent Reservation helper program for QEMU
                             specify tracing options
   -u, --user=USER           user to drop privileges to
   -g, --group=GROUP         group to drop privileges to
-  -v, --verbose             log more (repeat for even more)
-  -q, --quiet               do not log errors on client connections
+  -v, --verbose             log each connection and request (-vv: also raw bytes)
+  -q, --quiet               log only fatal start-up errors
       --io-timeout=SECONDS  SCSI command timeout for SG_IO (default 30)
+      --allow-uid=USER[,USER...]   accept connections only from these users
+      --allow-gid=GROUP[,GROUP...] ... or from these groups (default: anyone
+                            who can open the socket)
+      --log-keys            show reservation keys in full in -v lines
 
 FILE is accepted and ignored, as by QEMU's qemu-pr-helper.
 This is ${PACKAGE_NAME}, a TypeScript implementation; see its README for

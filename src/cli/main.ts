@@ -14,12 +14,14 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { env, argv, execArgv, execPath, pid, version as nodeVersion } from 'node:process';
 import { parseCommandLine, type Options } from './options.js';
-import { Logger } from '../log/logger.js';
+import { Logger, stderrIsJournal } from '../log/logger.js';
 import { checkActivation } from '../server/activation.js';
 import {
   ListenError, adoptActivatedSocket, adoptListeningSocket, claimActivatedFds, discardListener, listenOnPath,
-  type ListenerInfo,
+  LISTEN_BACKLOG, type ListenerInfo,
 } from '../server/listener.js';
+import { combineObservers } from '../server/events.js';
+import { RequestLog } from '../log/request-log.js';
 import { Server } from '../server/server.js';
 import { SgIoExecutor } from '../exec/sgio-executor.js';
 import { SgIoPool, DEFAULT_POOL_OPTIONS } from '../exec/sgio-pool.js';
@@ -170,7 +172,7 @@ function firstImage(options: Options, log: Logger): void {
     const mainThread = threads.find((t) => t.tid === pid);
     const kept = keptCapabilities(mpathLibraryPath !== null && ((mainThread?.effective ?? 0n) & ADMIN) !== 0n);
     const review = reviewUnprivileged(threads, uid, gid, kept);
-    for (const warning of review.warnings) log.fatal(`warning: ${warning}`);
+    for (const warning of review.warnings) log.warning(`warning: ${warning}`);
     if (review.errors.length > 0) {
       failStartup(log, resources, `Refusing to run: ${review.errors.slice(0, 4).join('; ')}`);
     }
@@ -255,7 +257,7 @@ function announceReady(log: Logger, readyFd: number | null): void {
     try {
       sendServiceNotification(notifySocket, `READY=1\nMAINPID=${pid}`);
     } catch (error) {
-      log.fatal(`warning: cannot notify systemd through ${notifySocket}: ${error instanceof Error ? error.message : String(error)}`);
+      log.warning(`warning: cannot notify systemd through ${notifySocket}: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 }
@@ -267,20 +269,20 @@ function announceReady(log: Logger, readyFd: number | null): void {
 function openMultipath(log: Logger, uid: number, kept: bigint): Promise<MpathLibrary | null> {
   const path = mpathLibraryPath;
   if (path === null) {
-    log.notice('warning: libmpathpersist.so.0 not found: PR commands on dm-multipath devices will be refused. ' +
+    log.warning('warning: libmpathpersist.so.0 not found: PR commands on dm-multipath devices will be refused. ' +
       'Install it (Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
     return Promise.resolve(null);
   }
   if ((kept & ADMIN) === 0n) {
-    log.notice('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
+    log.warning('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
     return Promise.resolve(null);
   }
   return MpathLibrary.open(path).then((library) => {
     log.notice(`multipath: using ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'})`);
-    if (uid !== 0) log.notice('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
+    if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
     return library;
   }, (error: unknown) => {
-    log.notice(`warning: libmpathpersist (${path}) cannot be used: ${error instanceof Error ? error.message : String(error)}; ` +
+    log.warning(`warning: libmpathpersist (${path}) cannot be used: ${error instanceof Error ? error.message : String(error)}; ` +
       'PR commands on dm-multipath devices will be refused');
     return null;
   });
@@ -294,9 +296,12 @@ function serve(
   const executor = new MultipathExecutor(plain, pool, openMultipath(log, uid, kept), {
     noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => log.error(m),
   });
-  const server = new Server({ listener, executor, log });
-  server.start();
-  log.info(`Listening on ${listener.createdPath ?? 'the socket passed by systemd'}; running as ${identity}`);
+  const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys })]);
+  const access = options.allowUids === null && options.allowGids === null ? null
+    : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };
+  const server = new Server({ listener, executor, log, observer, access });
+  server.start(LISTEN_BACKLOG);
+  log.info(`Running as ${identity}`);
   announceReady(log, resources.readyFd);
 
   let stopping = false;
@@ -345,7 +350,8 @@ function main(): void {
     return;
   }
   const { options } = parsed;
-  const log = new Logger(program.slice(program.lastIndexOf('/') + 1), options.verbosity);
+  const log = new Logger(program.slice(program.lastIndexOf('/') + 1), options.verbosity, undefined,
+    stderrIsJournal(env['JOURNAL_STREAM']));
   if (handoffText !== undefined) secondImage(options, log, handoffText);
   else if (options.daemonize && readyFdText === undefined) launch(log);
   else firstImage(options, log);

@@ -20,6 +20,11 @@ export interface Options {
   /** QEMU `noisy`: -vv or more without -q. */
   noisy: boolean;
   ioTimeoutMs: number;
+  /** --allow-uid / --allow-gid: peers allowed to connect; null lists allow everyone. */
+  allowUids: number[] | null;
+  allowGids: number[] | null;
+  /** --log-keys: print reservation keys in full in the -v request lines. */
+  logKeys: boolean;
 }
 
 export type CommandLine =
@@ -36,8 +41,11 @@ export interface CommandLineContext {
 }
 
 export const SHORT_OPTIONS = 'hVk:f:dT:u:g:vq';
-/** Key of --io-timeout, which has no short form. */
+/** Keys of our long options, which have no short form. */
 const IO_TIMEOUT_KEY = 'io-timeout';
+const ALLOW_UID_KEY = 'allow-uid';
+const ALLOW_GID_KEY = 'allow-gid';
+const LOG_KEYS_KEY = 'log-keys';
 
 export const LONG_OPTIONS: readonly LongOption[] = [
   { name: 'help', hasArg: false, key: 'h' },
@@ -53,6 +61,10 @@ export const LONG_OPTIONS: readonly LongOption[] = [
   // Ours: no existing long option starts with 'i', so every prefix the reference accepts
   // still means the same.
   { name: IO_TIMEOUT_KEY, hasArg: true, key: IO_TIMEOUT_KEY },
+  // 'a' and 'l' start no reference option either.
+  { name: ALLOW_UID_KEY, hasArg: true, key: ALLOW_UID_KEY },
+  { name: ALLOW_GID_KEY, hasArg: true, key: ALLOW_GID_KEY },
+  { name: LOG_KEYS_KEY, hasArg: false, key: LOG_KEYS_KEY },
 ];
 
 /** uid_t/gid_t range check of the reference: strtoul, then the value must fit 32 bits. */
@@ -92,6 +104,9 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
     verbosity: 1,
     noisy: false,
     ioTimeoutMs: DEFAULT_SGIO_TIMEOUT_MS,
+    allowUids: null,
+    allowGids: null,
+    logKeys: false,
   };
   let loglevel = 1;
   let quiet = false;
@@ -153,6 +168,23 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
         options.ioTimeoutMs = ms;
         break;
       }
+      case ALLOW_UID_KEY:
+      case ALLOW_GID_KEY: {
+        // A comma-separated list of names or numbers; the option may be repeated.
+        const isUser = ev.key === ALLOW_UID_KEY;
+        const ids: number[] = [];
+        for (const item of arg.split(',')) {
+          const id = (isUser ? ctx.lookupUser(item) : ctx.lookupGroup(item)) ?? numericId(item);
+          if (item === '' || id === null) return fail(`invalid ${isUser ? 'user' : 'group'} '${item}' in --${ev.key}`);
+          ids.push(id);
+        }
+        if (isUser) options.allowUids = [...(options.allowUids ?? []), ...ids];
+        else options.allowGids = [...(options.allowGids ?? []), ...ids];
+        break;
+      }
+      case LOG_KEYS_KEY:
+        options.logKeys = true;
+        break;
       default:
         throw new Error(`Cannot handle option key '${ev.key}'`);
     }

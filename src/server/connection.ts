@@ -16,11 +16,14 @@ import { closeFd } from '../sys/fd.js';
 import { FdWatcher, type Readiness } from '../sys/poll.js';
 import { MessageReceiver, sendBytes } from '../sys/socket.js';
 import { SyscallError } from '../sys/errors.js';
-import type { Logger } from '../log/logger.js';
+import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
+import { describeDevice } from './device-info.js';
 
 export interface ConnectionDeps {
   executor: ScsiExecutor;
-  log: Logger;
+  /** Receives request, response and close events (the log and trace points). */
+  observer: ServerObserver;
+  info: ConnectionInfo;
   /** Called once, after the socket is closed. */
   onClosed: (connection: Connection) => void;
   /** Called after each request's execution settles (its fd is closed by then). */
@@ -40,6 +43,9 @@ export class Connection {
   #executing = false;
   #draining = false;
   #closed = false;
+  /** Why the connection is being closed, when it is not a plain end of file. */
+  #reason: string | null = null;
+  #requests = 0;
 
   constructor(fd: number, deps: ConnectionDeps) {
     this.fd = fd;
@@ -77,8 +83,7 @@ export class Connection {
       else if (r.readable || r.hangup || r.failed) this.#read();
     } catch (error) {
       // A bug must cost one connection, not the helper.
-      this.#deps.log.error(`Internal error on connection ${this.fd}: ${describe(error)}`);
-      this.close();
+      this.#fail(`Internal error on connection ${this.fd}: ${describe(error)}`);
     }
   }
 
@@ -95,9 +100,9 @@ export class Connection {
           const fds = got.kind === 'eof' ? got.fds : [];
           const end = this.#session.end();
           closeAll([...fds, ...end.discardFds]);
-          if (got.kind === 'error') this.#deps.log.error(`Unable to read from socket: ${got.error.description}`);
-          else if (end.error) this.#deps.log.error(end.error.message);
-          this.close();
+          if (got.kind === 'error') this.#fail(`Unable to read from socket: ${got.error.description}`);
+          else if (end.error) this.#fail(end.error.message);
+          else this.close();
           return;
         }
         case 'data':
@@ -105,8 +110,7 @@ export class Connection {
             // MSG_CTRUNC: the kernel dropped fds that did not fit, so this CDB came with
             // more than one (spec §3.5 row 2).
             closeAll(got.fds);
-            this.#deps.log.error('More than one file descriptor in request, closing socket.');
-            this.close();
+            this.#fail('More than one file descriptor in request, closing socket.');
             return;
           }
           this.#handle(this.#session.feed(got.bytes, got.fds));
@@ -117,8 +121,7 @@ export class Connection {
   #handle(step: Step): void {
     closeAll(step.discardFds);
     if (step.kind === 'close') {
-      this.#deps.log.error(step.error.message);
-      this.close();
+      this.#fail(step.error.message);
     } else if (step.kind === 'execute') {
       this.#execute(step.request);
     }
@@ -126,7 +129,13 @@ export class Connection {
 
   #execute(request: PrRequest): void {
     this.#executing = true;
+    this.#requests++;
     this.#watcher.set({ readable: false, writable: false });
+    const { observer, info } = this.#deps;
+    // Read while the fd is still open: it is closed as soon as the request settles.
+    const device = observer.wantsDevices ? describeDevice(request.fd) : null;
+    const started = performance.now();
+    observer.notify({ type: 'request', connection: info, request, device });
     let settled: Promise<ScsiOutcome>;
     try {
       settled = this.#deps.executor.execute(request);
@@ -134,25 +143,28 @@ export class Connection {
       settled = Promise.reject(error);
     }
     settled.then(
-      (outcome) => this.#executed(request, outcome),
+      (outcome) => this.#executed(request, outcome, device, started),
       (error: unknown) => {
         closeFd(request.fd);
         this.#executing = false;
-        this.#deps.log.error(`Internal error executing a request: ${describe(error)}`);
-        this.close();
+        this.#fail(`Internal error executing a request: ${describe(error)}`);
       },
     ).catch((error: unknown) => {
       // Never an unhandled rejection (it would end the process): a bug costs this connection.
-      this.#deps.log.error(`Internal error answering a request: ${describe(error)}`);
-      this.close();
+      this.#fail(`Internal error answering a request: ${describe(error)}`);
     }).finally(() => this.#deps.onSettled());
   }
 
-  #executed(request: PrRequest, outcome: ScsiOutcome): void {
+  #executed(request: PrRequest, outcome: ScsiOutcome, device: DeviceInfo | null, started: number): void {
     closeFd(request.fd);
     this.#executing = false;
     if (this.#closed) return;
-    this.#write(this.#session.respond(request, outcome));
+    const response = this.#session.respond(request, outcome);
+    this.#deps.observer.notify({
+      type: 'response', connection: this.#deps.info, request, device, outcome,
+      bytesOut: response.length, elapsedMs: performance.now() - started,
+    });
+    this.#write(response);
   }
 
   #write(bytes: Uint8Array): void {
@@ -169,8 +181,7 @@ export class Connection {
       } catch (error) {
         this.#pending = null;
         const reason = error instanceof SyscallError ? error.description : describe(error);
-        this.#deps.log.error(`Unable to write to socket: ${reason}`);
-        this.close();
+        this.#fail(`Unable to write to socket: ${reason}`);
         return;
       }
       if (sent.kind === 'again') {
@@ -189,6 +200,12 @@ export class Connection {
     this.#watcher.set({ readable: true, writable: false });
   }
 
+  /** Closes the connection because of `reason` (the first reason is the one reported). */
+  #fail(reason: string): void {
+    this.#reason ??= reason;
+    this.close();
+  }
+
   /** Closes the socket (idempotent). An executing request's fd is closed when it settles. */
   close(): void {
     if (this.#closed) return;
@@ -198,6 +215,7 @@ export class Connection {
     this.#watcher.close();
     closeFd(this.fd);
     this.#receiver.free();
+    this.#deps.observer.notify({ type: 'closed', connection: this.#deps.info, reason: this.#reason, requests: this.#requests });
     this.#deps.onClosed(this);
   }
 }

@@ -7,11 +7,30 @@ import { Acceptor, type ListenerInfo } from './listener.js';
 import { Connection } from './connection.js';
 import type { ScsiExecutor } from '../exec/executor.js';
 import type { Logger } from '../log/logger.js';
+import { peerCredentials } from '../sys/socket.js';
+import { closeFd } from '../sys/fd.js';
+import type { PeerCredentials, ServerObserver } from './events.js';
+
+/** Peers allowed to connect (checked with SO_PEERCRED at accept); null allows everyone. */
+export interface AccessPolicy {
+  uids: ReadonlySet<number>;
+  gids: ReadonlySet<number>;
+}
+
+/** Why `peer` may not connect, or null when it may. A peer matching either list is allowed. */
+export function refusal(policy: AccessPolicy | null, peer: PeerCredentials | null): string | null {
+  if (policy === null) return null;
+  if (peer === null) return 'its credentials cannot be read (SO_PEERCRED)';
+  if (policy.uids.has(peer.uid) || policy.gids.has(peer.gid)) return null;
+  return `uid ${peer.uid} and gid ${peer.gid} are not in --allow-uid/--allow-gid`;
+}
 
 export interface ServerDeps {
   listener: ListenerInfo;
   executor: ScsiExecutor;
   log: Logger;
+  observer: ServerObserver;
+  access: AccessPolicy | null;
 }
 
 export class Server {
@@ -20,6 +39,7 @@ export class Server {
   readonly #connections = new Set<Connection>();
   #stopping = false;
   #stopped: (() => void) | null = null;
+  #accepted = 0;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
@@ -33,14 +53,26 @@ export class Server {
     return this.#connections.size;
   }
 
-  start(): void {
+  start(backlog: number): void {
     this.#acceptor.start();
+    const { listener } = this.#deps;
+    this.#deps.observer.notify({ type: 'listening', fd: listener.fd, path: listener.createdPath, backlog });
   }
 
   #accept(fd: number): void {
+    const peer = peerCredentials(fd);
+    const refused = refusal(this.#deps.access, peer);
+    if (refused !== null) {
+      this.#deps.observer.notify({ type: 'refused', fd, peer, reason: refused });
+      closeFd(fd);
+      return;
+    }
+    const info = { id: ++this.#accepted, fd, peer };
+    this.#deps.observer.notify({ type: 'accepted', connection: info });
     const connection = new Connection(fd, {
       executor: this.#deps.executor,
-      log: this.#deps.log,
+      observer: this.#deps.observer,
+      info,
       onClosed: (c) => this.#closed(c),
       onSettled: () => this.#checkStopped(),
     });

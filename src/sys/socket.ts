@@ -243,3 +243,21 @@ export function sendWithFds(fd: number, bytes: Uint8Array, fds: readonly number[
     freeNative(block);
   }
 }
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+const SO_PEERCRED = 17;
+
+/** The connecting process's credentials at connect() time (SO_PEERCRED), or null. */
+export function peerCredentials(fd: number): PeerCredentials | null {
+  const value = new Uint8Array(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+  const len = new Uint8Array(4);
+  new DataView(len.buffer).setUint32(0, 12, true);
+  if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, value, len) < 0) return null;
+  const dv = new DataView(value.buffer);
+  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+}

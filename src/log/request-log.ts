@@ -1,0 +1,126 @@
+/**
+ * The log as an observer of the server's events (src/server/events.ts): one line per
+ * request at -v, decoded so that "why did my reservation fail?" is answered from the log
+ * alone; per-connection errors with who the peer was at the default level.
+ *
+ * Reservation keys are credentials (whoever knows a key can preempt with it), so they are
+ * shown as a short fingerprint by default (#3f2a: the first 16 bits of its SHA-256; equal
+ * keys give equal fingerprints) and in full only with --log-keys.
+ */
+import { createHash } from 'node:crypto';
+import { Opcode } from '../scsi/constants.js';
+import {
+  describeSense, opcodeName, reservationTypeName, scopeName, serviceActionName, statusName,
+} from '../scsi/names.js';
+import type { PrRequest } from '../protocol/session.js';
+import type { ConnectionInfo, DeviceInfo, PeerCredentials, ServerEvent, ServerObserver } from '../server/events.js';
+import type { ScsiOutcome } from '../scsi/constants.js';
+import type { Logger } from './logger.js';
+
+export interface RequestLogOptions {
+  /** Print reservation keys in full instead of fingerprints. */
+  showKeys: boolean;
+}
+
+const hex = (bytes: Uint8Array): string => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+export function formatKey(key: Uint8Array, showKeys: boolean): string {
+  if (key.every((b) => b === 0)) return '0';
+  if (showKeys) return `0x${hex(key)}`;
+  return `#${createHash('sha256').update(key).digest('hex').slice(0, 4)}`;
+}
+
+export function formatPeer(peer: PeerCredentials | null): string {
+  return peer === null ? 'peer unknown' : `pid ${peer.pid} uid ${peer.uid} gid ${peer.gid}`;
+}
+
+export function formatConnection(connection: ConnectionInfo): string {
+  return `connection ${connection.id} (${formatPeer(connection.peer)})`;
+}
+
+export function formatDevice(device: DeviceInfo | null): string {
+  if (device === null) return 'fd of unknown kind';
+  const access = device.access === null ? '' : `, ${device.access}`;
+  if (device.major === null) return `${device.kind} fd${access}`;
+  const parts = [`${device.major}:${device.minor}`];
+  if (device.id) parts.push(device.id);
+  return `${device.name ?? `${device.kind} device`} (${parts.join(', ')}${access})`;
+}
+
+/** "PERSISTENT RESERVE OUT RESERVE, LU, Write Exclusive, key #3f2a". */
+export function formatCommand(request: PrRequest, showKeys: boolean): string {
+  const { cdb, parameters } = request;
+  const sa = (cdb[1] ?? 0) & 0x1f;
+  if (request.opcode === Opcode.PERSISTENT_RESERVE_IN) {
+    return `${opcodeName(request.opcode)} ${serviceActionName(request.opcode, sa)}, allocation length ${request.transferLength}`;
+  }
+  if (request.opcode !== Opcode.PERSISTENT_RESERVE_OUT) return opcodeName(request.opcode);
+  const parts = [`${opcodeName(request.opcode)} ${serviceActionName(request.opcode, sa)}`];
+  const scope = (cdb[2] ?? 0) >> 4;
+  const type = (cdb[2] ?? 0) & 0x0f;
+  // RESERVE, RELEASE, PREEMPT and PREEMPT AND ABORT name a reservation; the others ignore it.
+  if ([1, 2, 4, 5].includes(sa)) parts.push(`${scopeName(scope)}, ${reservationTypeName(type)}`);
+  if (parameters.length >= 24) {
+    parts.push(`key ${formatKey(parameters.subarray(0, 8), showKeys)}`);
+    if ([0, 4, 5, 6, 7].includes(sa)) parts.push(`service action key ${formatKey(parameters.subarray(8, 16), showKeys)}`);
+    const flags = parameters[20] ?? 0;
+    const names = [[0x08, 'SPEC_I_PT'], [0x04, 'ALL_TG_PT'], [0x01, 'APTPL']] as const;
+    const set = names.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name);
+    if (set.length > 0) parts.push(set.join(' '));
+  } else {
+    parts.push(`${parameters.length}-byte parameter list`);
+  }
+  return parts.join(', ');
+}
+
+/** "CHECK CONDITION, ILLEGAL REQUEST: INVALID FIELD IN CDB (05/24/00)". */
+export function formatOutcome(outcome: ScsiOutcome): string {
+  const sense = outcome.status === 0x02 ? describeSense(outcome.sense) : null;
+  return sense === null ? statusName(outcome.status) : `${statusName(outcome.status)}, ${sense}`;
+}
+
+export function formatResponseLine(event: Extract<ServerEvent, { type: 'response' }>, showKeys: boolean): string {
+  const { request, outcome } = event;
+  const dataIn = request.opcode === Opcode.PERSISTENT_RESERVE_OUT ? `${request.parameters.length} bytes of parameters, ` : '';
+  const dataOut = request.opcode === Opcode.PERSISTENT_RESERVE_IN ? `${outcome.data.length} bytes of data, ` : '';
+  return `${formatConnection(event.connection)}: ${formatDevice(event.device)}: ${formatCommand(request, showKeys)}: ` +
+    `${formatOutcome(outcome)}; ${dataIn}${dataOut}${event.elapsedMs.toFixed(2)} ms`;
+}
+
+export class RequestLog implements ServerObserver {
+  readonly #log: Logger;
+  readonly #options: RequestLogOptions;
+
+  constructor(log: Logger, options: RequestLogOptions) {
+    this.#log = log;
+    this.#options = options;
+  }
+
+  get wantsDevices(): boolean {
+    return this.#log.verbosity >= 2;
+  }
+
+  notify(event: ServerEvent): void {
+    switch (event.type) {
+      case 'listening':
+        this.#log.info(`Listening on ${event.path ?? 'the socket passed by systemd (fd 3)'}, backlog ${event.backlog}`);
+        return;
+      case 'accepted':
+        this.#log.info(`${formatConnection(event.connection)}: accepted`);
+        return;
+      case 'refused':
+        this.#log.warning(`Refused a connection from ${formatPeer(event.peer)}: ${event.reason}`);
+        return;
+      case 'request':
+        this.#log.debug(`${formatConnection(event.connection)}: CDB ${hex(event.request.cdb)}` +
+          (event.request.parameters.length > 0 ? `, parameters ${hex(event.request.parameters)}` : ''));
+        return;
+      case 'response':
+        this.#log.info(formatResponseLine(event, this.#options.showKeys));
+        return;
+      case 'closed':
+        if (event.reason !== null) this.#log.error(`${event.reason} [${formatConnection(event.connection)}]`);
+        else this.#log.info(`${formatConnection(event.connection)}: closed after ${event.requests} request(s)`);
+    }
+  }
+}
