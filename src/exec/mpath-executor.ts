@@ -12,7 +12,11 @@
  * - without the library a multipath fd is refused (INVALID COMMAND OPERATION CODE), never
  *   sent down a single path;
  * - a multipathd failure during CLEANUP answers LUN COMMUNICATION FAILURE instead of
- *   closing the connection (§9 item 12), and the reason is logged.
+ *   closing the connection (§9 item 12), and the reason is logged;
+ * - READ FULL STATUS goes to the library too (QEMU refuses it). When the library's answer
+ *   cannot be turned back into faithful SPC data (src/sys/mpath.ts decodeFullStatus), the
+ *   reference's INVALID FIELD IN CDB is sent and the reason logged. REGISTER AND MOVE is
+ *   refused as in QEMU, and the reason (the library cannot do it) logged.
  */
 import { readFileSync, fstatSync } from 'node:fs';
 import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
@@ -115,9 +119,9 @@ export class MultipathExecutor implements ScsiExecutor {
       }
       switch (request.opcode) {
         case Opcode.PERSISTENT_RESERVE_IN:
-          return await this.#prIn(library, request);
+          return await this.#prIn(library, device, request);
         case Opcode.PERSISTENT_RESERVE_OUT:
-          return this.#readOnly(request.fd) ?? await this.#prOut(library, request.fd, request.cdb, request.parameters);
+          return this.#readOnly(request.fd) ?? await this.#prOut(library, device, request.fd, request.cdb, request.parameters);
         case PR_HELPER_CLEANUP:
           return this.#readOnly(request.fd) ?? await this.#cleanup(library, request.fd, device);
         default:
@@ -151,17 +155,27 @@ export class MultipathExecutor implements ScsiExecutor {
     return mpathOutcome(verdict, probe, data);
   }
 
-  async #prIn(library: MpathLibrary, request: PrRequest): Promise<ScsiOutcome> {
+  async #prIn(library: MpathLibrary, device: BlockDevice, request: PrRequest): Promise<ScsiOutcome> {
     const parsed = parsePrInRequest(request.cdb);
     if (parsed.kind === 'done') return parsed.outcome;
     const { code, response } = await library.reserveIn(request.fd, parsed.sa, this.#options.noisy, this.#options.verbose);
     if (mapLibraryResult(code).kind !== 'good' || response === null) return this.#answer(request.fd, code);
+    if (response.kind === 'unusable') {
+      // What the reference answers for READ FULL STATUS; nothing half-true reaches the guest.
+      this.#options.log(`READ FULL STATUS on multipath device ${device.major}:${device.minor} refused: ${response.reason}`);
+      return checkCondition('INVALID_FIELD');
+    }
     return this.#answer(request.fd, code, prInResponseData(parsed.sa, parsed.allocationLength, response));
   }
 
-  async #prOut(library: MpathLibrary, fd: number, cdb: Uint8Array, parameters: Uint8Array): Promise<ScsiOutcome> {
+  async #prOut(library: MpathLibrary, device: BlockDevice, fd: number, cdb: Uint8Array, parameters: Uint8Array): Promise<ScsiOutcome> {
     const parsed = parsePrOutParameters(cdb, parameters);
-    if (parsed.kind === 'done') return parsed.outcome;
+    if (parsed.kind === 'done') {
+      if (parsed.reason !== undefined) {
+        this.#options.log(`PR OUT on multipath device ${device.major}:${device.minor} refused: ${parsed.reason}`);
+      }
+      return parsed.outcome;
+    }
     const code = await this.#callOut(library, fd, parsed);
     return this.#answer(fd, code);
   }
@@ -187,7 +201,7 @@ export class MultipathExecutor implements ScsiExecutor {
       return checkCondition('LUN_COMM_FAILURE');
     }
     const unregister = cleanupUnregisterRequest();
-    return this.#prOut(library, fd, unregister.cdb, unregister.params);
+    return this.#prOut(library, device, fd, unregister.cdb, unregister.params);
   }
 
   close(): void {

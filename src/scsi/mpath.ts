@@ -12,6 +12,10 @@
  * - item 8: a 33rd transport ID is INVALID FIELD IN PARAMETER LIST; QEMU asserts and aborts.
  * - item 9: READ KEYS/READ RESERVATION data never copies more than the response holds, whatever
  *   additional_length says; QEMU's 32-bit `additional_length + 8` wraps to a huge memcpy.
+ * - READ FULL STATUS is answered (issue 5 item 4); QEMU refuses it with INVALID FIELD IN CDB.
+ *   libmpathpersist hands it back parsed into `struct prin_fulldescr`s, so the SPC parameter
+ *   data is rebuilt from them (fullStatusData). REGISTER AND MOVE stays refused, as in QEMU,
+ *   because the library cannot do it (MPATH_PR_OUT_REFUSALS).
  * - the transport-ID list length is summed exactly; QEMU adds 28 to a signed 32-bit
  *   ldl_be_p(), so a length ≥ 0xFFFFFFE4 wraps to a small end there. Here it exceeds the
  *   parameter list and is INVALID FIELD IN PARAMETER LIST, as spec §5.4 states the rule.
@@ -41,6 +45,8 @@ export const MPATH_PROUT_PREE_SA = 0x04; // PREEMPT
 export const MPATH_PROUT_PREE_AB_SA = 0x05; // PREEMPT AND ABORT
 export const MPATH_PROUT_REG_IGN_SA = 0x06; // REGISTER AND IGNORE EXISTING KEY
 export const MPATH_PROUT_REG_MOV_SA = 0x07; // REGISTER AND MOVE
+/** REPLACE LOST RESERVATION (SPC-5): no library constant. */
+const SPC_PROUT_REPLACE_LOST_SA = 0x08;
 
 /** Return codes of mpath_persistent_reserve_in/out. */
 export const MPATH_PR_SKIP = -1;
@@ -79,20 +85,31 @@ export const MPATH_WWUI_PORT_IDENTIFIER = 0x40;
 // ---------------------------------------------------------------------------------------------
 // What this helper supports: each set is the one place to widen when a service action is added.
 
-/** PR IN service actions passed to the library. READ FULL STATUS: "nobody implements it" (QEMU). */
-export const MPATH_PR_IN_SUPPORTED = [MPATH_PRIN_RKEY_SA, MPATH_PRIN_RRES_SA, MPATH_PRIN_RCAP_SA] as const;
+/**
+ * PR IN service actions passed to the library. QEMU leaves out READ FULL STATUS ("nobody
+ * implements it"); libmpathpersist 0.9.4 does implement it (src/sys/mpath.ts decodeFullStatus).
+ */
+export const MPATH_PR_IN_SUPPORTED = [MPATH_PRIN_RKEY_SA, MPATH_PRIN_RRES_SA, MPATH_PRIN_RCAP_SA, MPATH_PRIN_RFSTAT_SA] as const;
 export type MpathPrInServiceAction = (typeof MPATH_PR_IN_SUPPORTED)[number];
 
-/**
- * PR OUT service actions passed to the library. REGISTER AND MOVE does not fit
- * `struct prout_param_descriptor` (no RELATIVE TARGET PORT IDENTIFIER), and REPLACE LOST
- * RESERVATION (8) has no library constant.
- */
+/** PR OUT service actions passed to the library. */
 export const MPATH_PR_OUT_SUPPORTED = [
   MPATH_PROUT_REG_SA, MPATH_PROUT_RES_SA, MPATH_PROUT_REL_SA, MPATH_PROUT_CLEAR_SA,
   MPATH_PROUT_PREE_SA, MPATH_PROUT_PREE_AB_SA, MPATH_PROUT_REG_IGN_SA,
 ] as const;
 export type MpathPrOutServiceAction = (typeof MPATH_PR_OUT_SUPPORTED)[number];
+
+/**
+ * SPC service actions refused with INVALID FIELD IN CDB because the library cannot run them,
+ * with the reason to log. libmpathpersist 0.9.4 (do_mpath_persistent_reserve_out) sends any
+ * service action above 6 to its `default:` branch, MPATH_PR_OTHER, without reaching a path;
+ * and `struct prout_param_descriptor` has no RELATIVE TARGET PORT IDENTIFIER, while
+ * prout_do_scsi_ioctl only builds the basic parameter list, not REGISTER AND MOVE's.
+ */
+export const MPATH_PR_OUT_REFUSALS: ReadonlyMap<number, string> = new Map([
+  [MPATH_PROUT_REG_MOV_SA, 'REGISTER AND MOVE is not supported by libmpathpersist on multipath devices'],
+  [SPC_PROUT_REPLACE_LOST_SA, 'REPLACE LOST RESERVATION is not supported by libmpathpersist on multipath devices'],
+]);
 
 function isOneOf<T extends number>(set: readonly T[], value: number): value is T {
   return (set as readonly number[]).includes(value);
@@ -125,6 +142,8 @@ function statusOnly(status: number, data: Uint8Array = NO_DATA): ScsiOutcome {
 export interface Done {
   kind: 'done';
   outcome: ScsiOutcome;
+  /** Why, for the log, when the outcome alone would not tell (a service action the library lacks). */
+  reason?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,7 +180,35 @@ export interface PrInCapabilitiesResponse {
   typeMask: number;
 }
 
-export type PrInLibraryResponse = PrInReadResponse | PrInCapabilitiesResponse;
+/** A TransportID as libmpathpersist keeps it in `struct prin_fulldescr`. */
+export interface FullStatusTransportId {
+  /** FORMAT CODE, 0-3 (byte 0 bits 6-7 shifted down, unlike TransportId.formatCode). */
+  formatCode: number;
+  /** PROTOCOL IDENTIFIER: FC, iSCSI or SAS, the ones whose identifier the library keeps. */
+  protocolId: number;
+  /** N_PORT_NAME (FC) or SAS ADDRESS (8 bytes); the iSCSI name, without NUL. */
+  name: Uint8Array;
+}
+
+/** One `struct prin_fulldescr`: a READ FULL STATUS descriptor. */
+export interface FullStatusDescriptor {
+  /** RESERVATION KEY (8 bytes). */
+  key: Uint8Array;
+  /** Descriptor byte 12: ALL_TG_PT (0x02), R_HOLDER (0x01). */
+  flags: number;
+  /** Descriptor byte 13: SCOPE (bits 4-7), TYPE (bits 0-3). */
+  scopeType: number;
+  relativeTargetPortId: number;
+  transportId: FullStatusTransportId;
+}
+
+/** `struct print_fulldescr_list` (READ FULL STATUS), descriptors decoded. */
+export interface PrInFullStatusResponse {
+  generation: number;
+  descriptors: FullStatusDescriptor[];
+}
+
+export type PrInLibraryResponse = PrInReadResponse | PrInCapabilitiesResponse | PrInFullStatusResponse;
 
 /** PR IN header: PRGENERATION (4) and ADDITIONAL LENGTH (4). */
 const PR_IN_HEADER_SIZE = 8;
@@ -177,14 +224,18 @@ function requireUint(name: string, value: number, max: number): void {
  * laid out in an 8192-byte buffer, the rest of which is zero, and the first
  * min(8192, allocationLength) bytes are returned, so a short response is zero-padded up to
  * the allocation length (unlike the SG path, spec §9 item 4).
+ * READ FULL STATUS takes either decoded descriptors (fullStatusData) or, when the library
+ * left the device's bytes unparsed (ADDITIONAL LENGTH > 8192), a read descriptor copied as
+ * for READ KEYS.
  * Throws only on a programming error: an SA that is not supported, a response of the wrong
  * shape for it, or a field out of its C type's range.
  */
 export function prInResponseData(sa: number, allocationLength: number, resp: PrInLibraryResponse): Uint8Array {
   requireUint('allocation length', allocationLength, Number.MAX_SAFE_INTEGER);
+  if (sa === MPATH_PRIN_RFSTAT_SA && 'descriptors' in resp) return fullStatusData(allocationLength, resp);
   const buf = new Uint8Array(PR_HELPER_DATA_SIZE);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (sa === MPATH_PRIN_RKEY_SA || sa === MPATH_PRIN_RRES_SA) {
+  if (sa === MPATH_PRIN_RKEY_SA || sa === MPATH_PRIN_RRES_SA || sa === MPATH_PRIN_RFSTAT_SA) {
     if (!('body' in resp)) {
       throw new TypeError(`Cannot build PR IN data: service action ${sa} needs a read descriptor`);
     }
@@ -211,6 +262,114 @@ export function prInResponseData(sa: number, allocationLength: number, resp: PrI
   } else {
     throw new TypeError(`Cannot build PR IN data: service action ${sa} is not supported`);
   }
+  return buf.slice(0, Math.min(PR_HELPER_DATA_SIZE, allocationLength));
+}
+
+// ---------------------------------------------------------------------------------------------
+// READ FULL STATUS parameter data (SPC-4 §6.15.5), rebuilt from the library's descriptors
+
+/** FC and SAS TransportIDs (format 00) are 24 bytes. */
+const FIXED_TRANSPORT_ID_SIZE = 24;
+/** iSCSI TransportID header: protocol byte, reserved, ADDITIONAL LENGTH (2). */
+const ISCSI_HEADER_SIZE = 4;
+/** A full status descriptor before its TransportID (SPC-4 §6.15.5). */
+const FULL_STATUS_DESCRIPTOR_HEADER = 24;
+/** The iSCSI name field: at least 20 bytes (SPC-4 §7.6.4.6), a multiple of 4, NUL-terminated. */
+const ISCSI_MIN_NAME_FIELD = 20;
+const ISCSI_NAME_ALIGNMENT = 4;
+/** What `struct transportid` holds of an iSCSI name. */
+const ISCSI_MAX_KEPT_NAME = 256;
+
+function requireBytes(what: string, bytes: Uint8Array, length: number): void {
+  if (bytes.length !== length) {
+    throw new RangeError(`Cannot build READ FULL STATUS data: ${what} has ${bytes.length} bytes, not ${length}`);
+  }
+}
+
+/**
+ * The SPC-4 TransportID (§7.6.4) for an FC, iSCSI or SAS initiator port as the library keeps
+ * it: FC and SAS are 24 bytes (N_PORT_NAME at 8-15, SAS ADDRESS at 4-11, all else zero);
+ * iSCSI is 4 bytes plus the name field, which holds the name, a NUL and NUL padding to a
+ * multiple of 4, and is at least 20 bytes. Throws a RangeError for anything else
+ * (a programming error: the FFI layer only passes these three).
+ */
+export function encodeFullStatusTransportId(id: FullStatusTransportId): Uint8Array {
+  if (!Number.isInteger(id.formatCode) || id.formatCode < 0 || id.formatCode > 3) {
+    throw new RangeError(`Cannot build a TransportID: format code ${id.formatCode} is not in 0..3`);
+  }
+  const byte0 = (id.formatCode << 6) | id.protocolId; // FORMAT CODE | PROTOCOL IDENTIFIER
+  switch (id.protocolId) {
+    case MPATH_PROTOCOL_ID_FC: {
+      requireBytes('an N_PORT_NAME', id.name, 8);
+      const t = new Uint8Array(FIXED_TRANSPORT_ID_SIZE);
+      t[0] = byte0;
+      t.set(id.name, 8); // N_PORT_NAME
+      return t;
+    }
+    case MPATH_PROTOCOL_ID_SAS: {
+      requireBytes('a SAS ADDRESS', id.name, 8);
+      const t = new Uint8Array(FIXED_TRANSPORT_ID_SIZE);
+      t[0] = byte0;
+      t.set(id.name, 4); // SAS ADDRESS
+      return t;
+    }
+    case MPATH_PROTOCOL_ID_ISCSI: {
+      if (id.name.length > ISCSI_MAX_KEPT_NAME) {
+        throw new RangeError(`Cannot build a TransportID: the iSCSI name has ${id.name.length} bytes, more than ${ISCSI_MAX_KEPT_NAME}`);
+      }
+      if (id.name.includes(0)) throw new RangeError('Cannot build a TransportID: the iSCSI name contains a NUL');
+      const field = Math.max(ISCSI_MIN_NAME_FIELD, Math.ceil((id.name.length + 1) / ISCSI_NAME_ALIGNMENT) * ISCSI_NAME_ALIGNMENT);
+      const t = new Uint8Array(ISCSI_HEADER_SIZE + field);
+      t[0] = byte0;
+      t[2] = field >> 8; // ADDITIONAL LENGTH
+      t[3] = field & 0xff;
+      t.set(id.name, ISCSI_HEADER_SIZE); // ISCSI NAME, then NUL padding
+      return t;
+    }
+    default:
+      throw new RangeError(`Cannot build a TransportID: protocol identifier ${id.protocolId} is not FC, iSCSI or SAS`);
+  }
+}
+
+/** One full status descriptor with its TransportID. */
+function encodeFullStatusDescriptor(d: FullStatusDescriptor): Uint8Array {
+  requireBytes('a RESERVATION KEY', d.key, 8);
+  requireUint('descriptor byte 12', d.flags, 0xff);
+  requireUint('SCOPE/TYPE', d.scopeType, 0xff);
+  requireUint('relative target port identifier', d.relativeTargetPortId, 0xffff);
+  const tid = encodeFullStatusTransportId(d.transportId);
+  const out = new Uint8Array(FULL_STATUS_DESCRIPTOR_HEADER + tid.length);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  out.set(d.key, 0); // RESERVATION KEY; bytes 8-11 reserved
+  out[12] = d.flags; // ALL_TG_PT | R_HOLDER
+  out[13] = d.scopeType; // SCOPE | TYPE; bytes 14-17 reserved
+  dv.setUint16(18, d.relativeTargetPortId); // RELATIVE TARGET PORT IDENTIFIER
+  dv.setUint32(20, tid.length); // ADDITIONAL DESCRIPTOR LENGTH
+  out.set(tid, FULL_STATUS_DESCRIPTOR_HEADER); // TRANSPORTID
+  return out;
+}
+
+/**
+ * READ FULL STATUS parameter data: PRGENERATION, ADDITIONAL LENGTH (the bytes of every
+ * descriptor, whether or not they fit), then the descriptors, laid out like the other
+ * service actions in an 8192-byte zero buffer and returned as its first
+ * min(8192, allocationLength) bytes (spec §5.3). Throws only on a programming error.
+ */
+export function fullStatusData(allocationLength: number, resp: PrInFullStatusResponse): Uint8Array {
+  requireUint('allocation length', allocationLength, Number.MAX_SAFE_INTEGER);
+  requireUint('generation', resp.generation, 0xffffffff);
+  const buf = new Uint8Array(PR_HELPER_DATA_SIZE);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let at = PR_IN_HEADER_SIZE;
+  for (const descriptor of resp.descriptors) {
+    const bytes = encodeFullStatusDescriptor(descriptor);
+    if (at < buf.length) buf.set(bytes.subarray(0, buf.length - at), at);
+    at += bytes.length;
+  }
+  const additionalLength = at - PR_IN_HEADER_SIZE;
+  requireUint('additional length', additionalLength, 0xffffffff);
+  dv.setUint32(0, resp.generation); // PRGENERATION
+  dv.setUint32(4, additionalLength); // ADDITIONAL LENGTH
   return buf.slice(0, Math.min(PR_HELPER_DATA_SIZE, allocationLength));
 }
 
@@ -251,10 +410,6 @@ export interface PrOutCall {
 export const PR_OUT_FIXED_PARAM_SIZE = 24;
 /** TRANSPORTID PARAMETER DATA LENGTH (4 bytes) follows the basic list. */
 const TRANSPORT_ID_LIST_START = PR_OUT_FIXED_PARAM_SIZE + 4;
-/** FC and SAS TransportIDs (format 00) are 24 bytes. */
-const FIXED_TRANSPORT_ID_SIZE = 24;
-/** iSCSI TransportID header: protocol byte, reserved, ADDITIONAL LENGTH (2). */
-const ISCSI_HEADER_SIZE = 4;
 /**
  * libmpathpersist re-serializes the iSCSI ADDITIONAL LENGTH from iscsi_name[1] only (the low
  * byte), so QEMU caps it at 252, the largest multiple of 4 below 256.
@@ -302,7 +457,11 @@ export function parsePrOutParameters(cdb: Uint8Array, params: Uint8Array): PrOut
   if (len < PR_OUT_FIXED_PARAM_SIZE) return { kind: 'done', outcome: checkCondition(Sense.INVALID_PARAM_LEN) };
 
   const sa = (cdb[1] ?? 0) & SERVICE_ACTION_MASK; // SERVICE ACTION
-  if (!isOneOf(MPATH_PR_OUT_SUPPORTED, sa)) return { kind: 'done', outcome: checkCondition(Sense.INVALID_FIELD) };
+  if (!isOneOf(MPATH_PR_OUT_SUPPORTED, sa)) {
+    const reason = MPATH_PR_OUT_REFUSALS.get(sa);
+    const done: Done = { kind: 'done', outcome: checkCondition(Sense.INVALID_FIELD) };
+    return reason === undefined ? done : { ...done, reason };
+  }
   const scope = (cdb[2] ?? 0) >> 4; // SCOPE
   const type = (cdb[2] ?? 0) & 0x0f; // TYPE
 

@@ -10,9 +10,9 @@ import { allocNative, loadMpathCmd, loadMpathPersist, type MpathCmdLib, type Mpa
 import { describeErrno } from './errors.js';
 import { nameThisThread } from './fd.js';
 import {
-  MPATH_ALLOCATION_LENGTH, MPATH_MX_TIDS, PRIN_RESP_SIZE, PROUT_PARAM, TRANSPORTID,
+  FULL_STATUS_RESP_SIZE, MPATH_ALLOCATION_LENGTH, MPATH_MX_TIDS, PRIN_RESP_SIZE, PROUT_PARAM, TRANSPORTID,
 } from './mpath-layouts.js';
-import type { MpathRequest, MpathReply } from './mpath.js';
+import { decodeFullStatus, type MpathRequest, type MpathReply } from './mpath.js';
 
 const { path } = workerData as { path: string };
 nameThisThread('prh-mpath');
@@ -33,7 +33,26 @@ try {
 const resp: NativeBlock = allocNative(PRIN_RESP_SIZE);
 const param: NativeBlock = allocNative(PROUT_PARAM.SIZE + 8 * MPATH_MX_TIDS);
 const ids: NativeBlock = allocNative(TRANSPORTID.SIZE * MPATH_MX_TIDS);
+/** READ FULL STATUS's block (about 2 MiB, see FULL_STATUS_RESP_SIZE), allocated on first use. */
+let fullStatusResp: NativeBlock | null = null;
 parentPort?.postMessage({ type: 'ready' });
+
+const MPATH_PRIN_RFSTAT_SA = 0x03;
+const MPATH_PR_SUCCESS = 0;
+
+/**
+ * READ FULL STATUS: the library stores descriptor copies and a pointer array far past
+ * struct prin_resp (src/sys/mpath.ts), so it gets a block sized for the worst case, and the
+ * pointers are turned into typed descriptors here, where the block's address is known.
+ */
+function readFullStatus(request: Extract<MpathRequest, { op: 'in' }>): MpathReply {
+  fullStatusResp ??= allocNative(FULL_STATUS_RESP_SIZE);
+  const block = new Uint8Array(fullStatusResp.view);
+  block.fill(0);
+  const code = lib.reserveIn(request.fd, request.sa, fullStatusResp.address, request.noisy, request.verbose);
+  const fullStatus = code === MPATH_PR_SUCCESS ? decodeFullStatus(block, BigInt(fullStatusResp.address)) : null;
+  return { id: request.id, code, response: null, fullStatus };
+}
 
 function reserveOut(request: Extract<MpathRequest, { op: 'out' }>): number {
   const bytes = new Uint8Array(param.view);
@@ -79,6 +98,8 @@ parentPort?.on('message', (request: MpathRequest) => {
   if (request.op === 'multipathd') {
     const failure = multipathd(request.commands, request.timeoutMs);
     reply = { id: request.id, code: failure === null ? 0 : -1, response: null, failure };
+  } else if (request.op === 'in' && request.sa === MPATH_PRIN_RFSTAT_SA) {
+    reply = readFullStatus(request);
   } else if (request.op === 'in') {
     new Uint8Array(resp.view).fill(0);
     const code = lib.reserveIn(request.fd, request.sa, resp.address, request.noisy, request.verbose);
