@@ -9,6 +9,7 @@ import './pr-actions.test.js';
 import './edge.test.js';
 import './differential.test.js';
 import './privileges.test.js';
+import './logging.test.js';
 import './stall.test.js';
 import './shutdown.test.js';
 import './qemu-chain.test.js';
