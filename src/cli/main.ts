@@ -277,7 +277,7 @@ function openMultipath(log: Logger, uid: number, kept: bigint): Promise<MpathLib
     log.warning('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
     return Promise.resolve(null);
   }
-  return MpathLibrary.open(path).then((library) => {
+  return MpathLibrary.open(path, log.journal).then((library) => {
     log.notice(`multipath: using ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'})`);
     if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
     return library;

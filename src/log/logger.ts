@@ -48,17 +48,18 @@ export class Logger {
   /** QEMU `verbose`: 0 with -q, else min(1 + number of -v, 3) (spec §1.3). */
   readonly verbosity: number;
   readonly #sink: LogSink;
-  readonly #journal: boolean;
+  /** True when lines go to the systemd journal (priority prefixes). */
+  readonly journal: boolean;
 
   constructor(program: string, verbosity: number, sink: LogSink = stderrSink, journal = false) {
     this.program = program;
     this.verbosity = verbosity;
     this.#sink = sink;
-    this.#journal = journal;
+    this.journal = journal;
   }
 
   #write(priority: number, message: string): void {
-    this.#sink.write(this.#journal ? `<${priority}>${message}\n` : `${this.program}: ${message}\n`);
+    this.#sink.write(this.journal ? `<${priority}>${message}\n` : `${this.program}: ${message}\n`);
   }
 
   /** Start-up and fatal errors: always printed. */

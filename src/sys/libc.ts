@@ -169,6 +169,11 @@ export interface MpathPersistLib {
   reserveOut(fd: number, sa: number, scope: number, type: number, param: number, noisy: number, verbose: number): number;
   /** The library's `mpath_mx_alloc_len` (PR IN allocation length), or null if not exported. */
   setAllocationLength(value: number): boolean;
+  /**
+   * libmultipath's `logsink` (in libmpathutil since 0.9.0): 1 syslog, -1 stderr without
+   * a time stamp, 0 stderr with one. False when the symbol is not found.
+   */
+  setLogSink(value: number): boolean;
 }
 
 export function loadMpathPersist(path: string): MpathPersistLib {
@@ -190,6 +195,18 @@ export function loadMpathPersist(path: string): MpathPersistLib {
       } catch {
         return false;
       }
+    },
+    setLogSink(value) {
+      for (const owner of ['libmpathutil.so.0', 'libmultipath.so.0']) {
+        try {
+          const util: any = koffi.load(`${path.slice(0, path.lastIndexOf('/') + 1)}${owner}`);
+          koffi.encode(util.symbol('logsink', 'int'), 'int', value);
+          return true;
+        } catch {
+          // not in this library (before 0.9.0 it lives in libmultipath)
+        }
+      }
+      return false;
     },
   };
 }

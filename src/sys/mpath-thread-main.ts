@@ -14,7 +14,7 @@ import {
 } from './mpath-layouts.js';
 import { decodeFullStatus, type MpathRequest, type MpathReply } from './mpath.js';
 
-const { path } = workerData as { path: string };
+const { path, logToSyslog } = workerData as { path: string; logToSyslog: boolean };
 nameThisThread('prh-mpath');
 
 let lib: MpathPersistLib;
@@ -23,6 +23,9 @@ try {
   lib = loadMpathPersist(path);
   cmd = loadMpathCmd(`${dirname(path)}/libmpathcmd.so.0`);
   if (!lib.setAllocationLength(MPATH_ALLOCATION_LENGTH)) throw new Error('mpath_mx_alloc_len is not exported');
+  // The library prints its own messages on fd 2. Under journald they go to syslog instead,
+  // so that the journal gets them with a priority; otherwise without its time stamps.
+  lib.setLogSink(logToSyslog ? 1 : -1);
   const rc = lib.init();
   if (rc !== 0) throw new Error(`libmpathpersist_init() returned ${rc}`);
 } catch (error) {

@@ -289,8 +289,9 @@ export class MpathLibrary {
   }
 
   /** Starts the thread and initialises the library; rejects with the reason it cannot. */
-  static open(path: string): Promise<MpathLibrary> {
-    const worker = new Worker(WORKER_URL, { workerData: { path }, stdout: false, stderr: false });
+  /** `logToSyslog`: send the library's own messages to syslog (stderr is the journal). */
+  static open(path: string, logToSyslog = false): Promise<MpathLibrary> {
+    const worker = new Worker(WORKER_URL, { workerData: { path, logToSyslog }, stdout: false, stderr: false });
     return new Promise((resolve, reject) => {
       const onExit = (): void => reject(new Error('the multipath thread exited during start-up'));
       worker.once('exit', onExit);

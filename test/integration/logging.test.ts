@@ -152,10 +152,10 @@ describe('journald', { skip: notRoot }, () => {
     const logFd = openSync(logPath, 'w');
     const st = statSync(logPath);
     const child = spawn(join(process.cwd(), 'bin', 'qemu-pr-helper'), ['-v', '-k', socketPath], {
-      // libmpathpersist writes its own start-up messages to fd 2 without priorities
-      // (libmultipath's logsink); this test is about the helper's lines only.
+      // libmpathpersist's own messages go to syslog in this mode (its logsink), so every
+      // line in the file must carry a priority.
       stdio: ['ignore', 'ignore', logFd],
-      env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}`, QEMU_PR_HELPER_MPATH_LIBRARY: '/nonexistent' },
+      env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` },
     });
     closeSync(logFd);
     await pollUntil(() => existsSync(socketPath), 'the socket');
@@ -165,6 +165,9 @@ describe('journald', { skip: notRoot }, () => {
     await c.waitClosed();
     closeSync(fd);
     await pollUntil(() => readFileSync(logPath, 'utf8').includes('Invalid CDB'), 'the error line');
+    // Give libmpathpersist's thread time to initialise (it logs while doing so).
+    // (Without the library installed, its warning line is printed at once instead.)
+    await pollUntil(() => /libmpathpersist/.test(readFileSync(logPath, 'utf8')), 'the multipath start-up line', 10_000);
     child.kill('SIGTERM');
     await new Promise((r) => child.on('exit', r));
     const lines = readFileSync(logPath, 'utf8').trimEnd().split('\n');
