@@ -12,6 +12,7 @@ import './privileges.test.js';
 import './logging.test.js';
 import './stall.test.js';
 import './shutdown.test.js';
+import './multipath.test.js';
 import './qemu-chain.test.js';
 
 after(stopHelpers);
