@@ -10,7 +10,8 @@
  *   with only CAP_SYS_RAWIO and re-executes itself (src/privileges/drop.ts), keeping its pid;
  * - the image that serves, which checks every thread's credentials before it does.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { env, argv, execArgv, execPath, pid, version as nodeVersion } from 'node:process';
 import { parseCommandLine, type Options } from './options.js';
@@ -40,6 +41,13 @@ import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } fro
 import { CAP_SYS_ADMIN, describeMask, maskOf } from '../privileges/capabilities.js';
 import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../sys/mpath.js';
 import { MultipathExecutor } from '../exec/mpath-executor.js';
+import { TRACE_EVENT_NAMES } from '../trace/events.js';
+import { expandLogfileTemplate, type EventsFileRead } from '../trace/options.js';
+import { Tracer, fileTraceSink, stderrTraceSink } from '../trace/tracer.js';
+import {
+  decodeTraceHandoff, encodeTraceHandoff, TRACE_HANDOFF_VARIABLE, TraceHandoffError, type TraceHandoff,
+} from '../trace/handoff.js';
+import { describeErrno } from '../sys/errors.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
 // (ecosystem.md D.5 item 4). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
@@ -54,7 +62,10 @@ const program = env[ARGV0_VARIABLE] ?? argv[1] ?? 'qemu-pr-helper';
 const handoffText = env[HANDOFF_VARIABLE];
 const readyFdText = env[READY_FD_VARIABLE];
 const inheritedText = env[INHERITED_FDS_VARIABLE];
-for (const name of [ARGV0_VARIABLE, HANDOFF_VARIABLE, READY_FD_VARIABLE, INHERITED_FDS_VARIABLE]) delete env[name];
+const traceText = env[TRACE_HANDOFF_VARIABLE];
+for (const name of [ARGV0_VARIABLE, HANDOFF_VARIABLE, READY_FD_VARIABLE, INHERITED_FDS_VARIABLE, TRACE_HANDOFF_VARIABLE]) {
+  delete env[name];
+}
 
 /** Where libmpathpersist is (QEMU_PR_HELPER_MPATH_LIBRARY overrides the search), or null. */
 const mpathLibraryPath = findMpathLibrary(env['QEMU_PR_HELPER_MPATH_LIBRARY']);
@@ -120,12 +131,12 @@ function parseReadyFd(text: string | undefined): number | null {
 }
 
 /** -d: start the daemon and report how that went. The reference's parent exits 0 at once. */
-function launch(log: Logger): void {
+function launch(log: Logger, trace: TraceHandoff): void {
   const inheritedFds = parseFdList(inheritedText);
   void launchDaemon({
     execPath,
     args: [...execArgv, argv[1] ?? '', ...argv.slice(2)],
-    env: { ...env, [ARGV0_VARIABLE]: program },
+    env: { ...env, [ARGV0_VARIABLE]: program, [TRACE_HANDOFF_VARIABLE]: encodeTraceHandoff(trace) },
     inheritedFds,
     relay: (chunk) => process.stderr.write(chunk),
   }).then((result) => {
@@ -138,7 +149,7 @@ function launch(log: Logger): void {
   });
 }
 
-function firstImage(options: Options, log: Logger): void {
+function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
   const readyFd = parseReadyFd(readyFdText);
   const resources: Resources = { listener: null, pidfile: null, readyFd };
   // daemon(3) changes to /; a relative -f still means the launching directory (§9.16).
@@ -176,7 +187,7 @@ function firstImage(options: Options, log: Logger): void {
     if (review.errors.length > 0) {
       failStartup(log, resources, `Refusing to run: ${review.errors.slice(0, 4).join('; ')}`);
     }
-    serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`, uid, kept);
+    serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`, uid, kept, trace);
     return;
   }
   const kept = keptCapabilities(mpathLibraryPath !== null);
@@ -193,7 +204,11 @@ function firstImage(options: Options, log: Logger): void {
   const keepFds = [0, 1, 2, listener.fd, ...parseFdList(inheritedText)];
   if (resources.pidfile) keepFds.push(resources.pidfile.fd);
   if (readyFd !== null) keepFds.push(readyFd);
-  const childEnv = { ...env, [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff) };
+  if (trace.fd !== null) keepFds.push(trace.fd);
+  const childEnv = {
+    ...env, [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff),
+    [TRACE_HANDOFF_VARIABLE]: encodeTraceHandoff(trace),
+  };
   try {
     dropAndReexec({
       uid: target.uid,
@@ -211,7 +226,7 @@ function firstImage(options: Options, log: Logger): void {
 }
 
 /** The re-executed image: take over what the first one opened, then check every thread. */
-function secondImage(options: Options, log: Logger, text: string): void {
+function secondImage(options: Options, log: Logger, text: string, trace: TraceHandoff): void {
   let handoff: Handoff;
   try {
     handoff = decodeHandoff(text);
@@ -234,7 +249,7 @@ function secondImage(options: Options, log: Logger, text: string): void {
   }
   serve(options, log, resources, resources.listener,
     `uid ${handoff.uid} gid ${handoff.gid}, no supplementary groups, ${describeMask(handoff.kept)} only on all ${threads.length} threads`,
-    handoff.uid, handoff.kept);
+    handoff.uid, handoff.kept, trace);
 }
 
 /** Tells whoever started us that connections are now accepted. */
@@ -290,13 +305,17 @@ function openMultipath(log: Logger, uid: number, kept: bigint): Promise<MpathLib
 
 function serve(
   options: Options, log: Logger, resources: Resources, listener: ListenerInfo, identity: string, uid: number, kept: bigint,
+  trace: TraceHandoff,
 ): void {
-  const pool = new SgIoPool(DEFAULT_POOL_OPTIONS);
+  // Trace points only when some are enabled: otherwise nothing observes or hooks anything.
+  const tracer = trace.events.length === 0 ? null
+    : new Tracer(new Set(trace.events), trace.fd === null ? stderrTraceSink : fileTraceSink(trace.fd));
+  const pool = new SgIoPool(DEFAULT_POOL_OPTIONS, tracer?.poolHooks() ?? null);
   const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
   const executor = new MultipathExecutor(plain, pool, openMultipath(log, uid, kept), {
     noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => log.error(m),
   });
-  const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys })]);
+  const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys }), ...(tracer ? [tracer] : [])]);
   const access = options.allowUids === null && options.allowGids === null ? null
     : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };
   const server = new Server({ listener, executor, log, observer, access });
@@ -335,13 +354,57 @@ function serve(
   if (stopRequested) stop();
 }
 
+/** strerror(3) text for a failed Node fs call, as the reference prints it. */
+function strerrorOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const errno = (osConstants.errno as Record<string, number | undefined>)[code];
+  return errno === undefined ? String(error) : describeErrno(errno);
+}
+
+/** A -T events= file, or strerror(3) text for why it cannot be read. */
+function readTraceFile(path: string): EventsFileRead {
+  try {
+    return { kind: 'text', text: readFileSync(path, 'utf8') };
+  } catch (error) {
+    // QEMU's fopen accepts a directory and its first fgets fails: no events, no error.
+    if ((error as NodeJS.ErrnoException).code === 'EISDIR') return { kind: 'text', text: '' };
+    return { kind: 'error', message: strerrorOf(error) };
+  }
+}
+
+/**
+ * Opens the -T file= as the reference does after parsing, before the socket: truncated,
+ * created 0666 & ~umask, as root (so before the privilege drop). Exits 1 on failure.
+ */
+function openTraceFile(log: Logger, template: string): number {
+  const name = expandLogfileTemplate(template, pid);
+  try {
+    return openSync(name, 'w');
+  } catch (error) {
+    log.fatal(`Error opening logfile ${name}: ${strerrorOf(error)}`);
+    return exitImmediately(1);
+  }
+}
+
 function main(): void {
+  // A later image inherits the trace set-up instead of applying -T again (src/trace/handoff.ts).
+  let inherited: TraceHandoff | null = null;
+  if (traceText !== undefined) {
+    try {
+      inherited = decodeTraceHandoff(traceText, TRACE_EVENT_NAMES);
+    } catch (error) {
+      if (!(error instanceof TraceHandoffError)) throw error;
+      process.stderr.write(`${program.slice(program.lastIndexOf('/') + 1)}: ${error.message}\n`);
+      exitImmediately(1);
+    }
+  }
   const parsed = parseCommandLine(argv.slice(2), {
     program,
     posixlyCorrect: env['POSIXLY_CORRECT'] !== undefined,
     lookupUser: lookupUserId,
     lookupGroup: lookupGroupId,
     runtime: { node: nodeVersion, koffi: KOFFI_VERSION },
+    readTraceFile: inherited === null ? readTraceFile : () => ({ kind: 'text', text: '' }),
   });
   if (parsed.kind === 'exit') {
     process.stdout.write(parsed.stdout);
@@ -350,11 +413,21 @@ function main(): void {
     return;
   }
   const { options } = parsed;
+  // -T warnings, once: the first image printed them already.
+  if (inherited === null) process.stderr.write(parsed.stderr);
   const log = new Logger(program.slice(program.lastIndexOf('/') + 1), options.verbosity, undefined,
     stderrIsJournal(env['JOURNAL_STREAM']));
-  if (handoffText !== undefined) secondImage(options, log, handoffText);
-  else if (options.daemonize && readyFdText === undefined) launch(log);
-  else firstImage(options, log);
+  const events = inherited?.events ?? [...options.trace.enabled];
+  if (handoffText !== undefined) {
+    const fd = inherited?.fd ?? null;
+    secondImage(options, log, handoffText, { events, fd: fd !== null && isOpenFd(fd) ? fd : null });
+  } else if (options.daemonize && readyFdText === undefined) {
+    // The daemon opens file= itself: its %d is the daemon's pid.
+    launch(log, { events, fd: null });
+  } else {
+    const fd = options.trace.file === null ? null : openTraceFile(log, options.trace.file);
+    firstImage(options, log, { events, fd });
+  }
 }
 
 main();

@@ -6,6 +6,8 @@ import { getoptLong, type LongOption } from './getopt.js';
 import { DEFAULT_PIDFILE_PATH, DEFAULT_SOCKET_PATH, usageText, versionText } from './help.js';
 import { parseStrtoul } from '../util/strtoul.js';
 import { DEFAULT_SGIO_TIMEOUT_MS } from '../exec/sgio-executor.js';
+import { applyTraceOption, checkLogfileTemplate, NO_TRACE, type EventsFileRead, type TraceSettings } from '../trace/options.js';
+import { TRACE_EVENT_NAMES } from '../trace/events.js';
 
 export interface Options {
   socketPath: string;
@@ -25,10 +27,13 @@ export interface Options {
   allowGids: number[] | null;
   /** --log-keys: print reservation keys in full in the -v request lines. */
   logKeys: boolean;
+  /** What the -T options enabled, and the last file= (spec §7). */
+  trace: TraceSettings;
 }
 
 export type CommandLine =
-  | { kind: 'run'; options: Options }
+  /** `stderr`: warnings printed while parsing (-T), to show before anything else. */
+  | { kind: 'run'; options: Options; stderr: string }
   | { kind: 'exit'; code: number; stdout: string; stderr: string };
 
 export interface CommandLineContext {
@@ -38,6 +43,8 @@ export interface CommandLineContext {
   lookupUser: (name: string) => number | null;
   lookupGroup: (name: string) => number | null;
   runtime: { node: string; koffi: string };
+  /** Reads a -T events= file (see TraceContext.readFile). */
+  readTraceFile: (path: string) => EventsFileRead;
 }
 
 export const SHORT_OPTIONS = 'hVk:f:dT:u:g:vq';
@@ -92,7 +99,11 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
   const { program } = ctx;
   // error_report() prefixes the base name (QEMU error_init); getopt uses argv[0] itself.
   const prefix = `${basename(program)}: `;
-  const fail = (message: string): CommandLine => ({ kind: 'exit', code: 1, stdout: '', stderr: `${prefix}${message}\n` });
+  // Warnings printed so far (by -T), ahead of whatever ends the parse.
+  let warnings = '';
+  const fail = (message: string): CommandLine => ({ kind: 'exit', code: 1, stdout: '', stderr: `${warnings}${prefix}${message}\n` });
+  const exit = (code: number, stdout: string): CommandLine => ({ kind: 'exit', code, stdout, stderr: warnings });
+  const traceContext = { programName: basename(program), events: TRACE_EVENT_NAMES, readFile: ctx.readTraceFile };
   const options: Options = {
     socketPath: DEFAULT_SOCKET_PATH,
     socketPathGiven: false,
@@ -107,6 +118,7 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
     allowUids: null,
     allowGids: null,
     logKeys: false,
+    trace: NO_TRACE,
   };
   let loglevel = 1;
   let quiet = false;
@@ -118,7 +130,7 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
     if (ev.kind === 'error') {
       return {
         kind: 'exit', code: 1, stdout: '',
-        stderr: `${ev.message}\n${prefix}Try \`${program} --help' for more information.\n`,
+        stderr: `${warnings}${ev.message}\n${prefix}Try \`${program} --help' for more information.\n`,
       };
     }
     const arg = ev.arg ?? '';
@@ -153,13 +165,19 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
       case 'v':
         loglevel++;
         break;
-      case 'T':
-        // The reference applies -T at once, during parsing (spec §1.1).
-        return fail('-T/--trace is not supported yet by this implementation');
+      case 'T': {
+        // Applied at once, during parsing, as the reference does (spec §1.1): `-T help`
+        // exits before later options are read, and its warnings come out in order.
+        const step = applyTraceOption(options.trace, arg, traceContext);
+        if (step.kind === 'exit') return { ...step, stderr: `${warnings}${step.stderr}` };
+        warnings += step.stderr;
+        options.trace = step.settings;
+        break;
+      }
       case 'V':
-        return { kind: 'exit', code: 0, stdout: versionText(program, ctx.runtime), stderr: '' };
+        return exit(0, versionText(program, ctx.runtime));
       case 'h':
-        return { kind: 'exit', code: 0, stdout: usageText(program), stderr: '' };
+        return exit(0, usageText(program));
       case IO_TIMEOUT_KEY: {
         const ms = parseTimeoutSeconds(arg);
         if (ms === null) {
@@ -191,5 +209,8 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
   }
   options.noisy = !quiet && loglevel >= 3;
   options.verbosity = quiet ? 0 : Math.min(loglevel, 3);
-  return { kind: 'run', options };
+  // The reference checks the file= template after the whole command line (trace_init_file).
+  const badTemplate = options.trace.file === null ? null : checkLogfileTemplate(options.trace.file);
+  if (badTemplate !== null) return fail(badTemplate);
+  return { kind: 'run', options, stderr: warnings };
 }

@@ -30,9 +30,24 @@ const THROUGHPUT_THREADS = 2;
 
 export const DEFAULT_POOL_OPTIONS: SgIoPoolOptions = { maxThreads: 64, stallMs: 20, idleMs: 60_000 };
 
-interface Job {
-  fd: number;
-  command: SgIoCommand;
+/** A command as the hooks see it: `id` numbers commands from 1 in submission order. */
+export interface SgIoJobInfo {
+  readonly id: number;
+  readonly fd: number;
+  readonly command: SgIoCommand;
+}
+
+/**
+ * Optional observers of submissions and completions (the trace points, src/trace). They
+ * run synchronously, must not keep the fd, and cannot change what the pool does: whatever
+ * they throw is ignored. `result` is null when the command failed without one.
+ */
+export interface SgIoPoolHooks {
+  submitted(job: SgIoJobInfo): void;
+  completed(job: SgIoJobInfo, result: SgIoResult | null): void;
+}
+
+interface Job extends SgIoJobInfo {
   resolve: (result: SgIoResult) => void;
   reject: (error: Error) => void;
 }
@@ -58,9 +73,12 @@ export class SgIoPool {
   #reapTimer: NodeJS.Timeout;
   #running = 0;
   #closed = false;
+  readonly #hooks: SgIoPoolHooks | null;
+  #submitted = 0;
 
-  constructor(options: SgIoPoolOptions = DEFAULT_POOL_OPTIONS) {
+  constructor(options: SgIoPoolOptions = DEFAULT_POOL_OPTIONS, hooks: SgIoPoolHooks | null = null) {
     this.#options = options;
+    this.#hooks = hooks;
     this.#watcher = new FdWatcher(this.#completions.fd, () => this.#collect());
     this.#watcher.set({ readable: true, writable: false });
     this.#watcher.ref(false);
@@ -78,7 +96,19 @@ export class SgIoPool {
   run(fd: number, command: SgIoCommand): Promise<SgIoResult> {
     if (this.#closed) return Promise.reject(new Error('Cannot run SG_IO: the pool is closed'));
     return new Promise((resolve, reject) => {
-      const job: Job = { fd, command, resolve, reject };
+      const id = ++this.#submitted;
+      const job: Job = this.#hooks === null ? { id, fd, command, resolve, reject } : {
+        id, fd, command,
+        resolve: (result) => {
+          this.#notify(() => this.#hooks?.completed(job, result));
+          resolve(result);
+        },
+        reject: (error) => {
+          this.#notify(() => this.#hooks?.completed(job, null));
+          reject(error);
+        },
+      };
+      this.#notify(() => this.#hooks?.submitted(job));
       const slot = this.#slots.find((s) => s.ready && s.job === null);
       if (slot) {
         this.#dispatch(slot, job);
@@ -89,6 +119,15 @@ export class SgIoPool {
       if (allBusy && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
       this.#check();
     });
+  }
+
+  /** Runs a hook; a throwing hook costs nothing. */
+  #notify(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // an observer's bug must not change the pool's behaviour
+    }
   }
 
   #spawn(): void {

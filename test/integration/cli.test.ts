@@ -34,13 +34,7 @@ describe('command line', () => {
     assert.match(r.stdout, /PR_HELPER_FEATURE_CLEANUP/);
   });
 
-  test('-T is refused with a message, not ignored', () => {
-    for (const args of [['-T', 'help'], ['--trace=enable=*']]) {
-      const r = run(OUR_HELPER, ['-k', '/tmp/never.sock', ...args]);
-      assert.equal(r.code, 1, args.join(' '));
-      assert.match(r.stderr, /not supported yet/);
-    }
-  });
+  // -T is compared with the C helper in trace.test.ts.
 });
 
 describe('command line against the C helper', { skip: hasReferenceHelper() ? false : `${REFERENCE_HELPER} is not installed (Debian package qemu-system-common)` }, () => {
@@ -50,6 +44,7 @@ describe('command line against the C helper', { skip: hasReferenceHelper() ? fal
     ['-k', 'relative.sock'], ['-k', ''], ['-vqk', 'rel'], ['--socket=rel'], ['--ver'],
     ['-k', long], ['-k', '/nonexistent-dir/x.sock'], ['-u', 'no-such-user-x'], ['-g', 'no-such-group-x'],
     ['-u', '-1'], ['-u', '0x10'], ['-u', '4294967296'], ['--bogus', '-h'], ['-k', 'rel', '-h'],
+    ['-T', 'foo=1'], ['--trace=x,help'], ['--tr', 'nosuch', '-k', 'rel'], ['-T'], ['-Tfile=/tmp/a%x'],
   ];
   for (const args of cases) {
     test(`same result for: ${args.join(' ') || '(empty)'}`.slice(0, 80), () => {

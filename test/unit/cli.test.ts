@@ -13,6 +13,8 @@ const ctx: CommandLineContext = {
   lookupUser: (n) => ({ nobody: 65534, root: 0 } as Record<string, number>)[n] ?? null,
   lookupGroup: (n) => ({ nogroup: 65534, disk: 6 } as Record<string, number>)[n] ?? null,
   runtime: { node: 'v20', koffi: '3.3.4' },
+  readTraceFile: (path) => (path === '/events' ? { kind: 'text', text: 'prh_request\nnosuch\n' }
+    : { kind: 'error', message: 'No such file or directory' }),
 };
 const TRY = `qemu-pr-helper: Try \`${P} --help' for more information.\n`;
 
@@ -145,13 +147,36 @@ describe('helper options', () => {
     assert.ok(help.kind === 'exit' && help.code === 0, '-h after a valid -u still prints help');
   });
 
-  test('-d and -f set daemon mode and the pid file; -T is refused, never ignored', () => {
+  test('-d and -f set daemon mode and the pid file', () => {
     const d = parse('-d');
     assert.ok(d.kind === 'run' && d.options.daemonize && !d.options.pidfileGiven);
     const f = parse('--pidfile=rel.pid');
     assert.ok(f.kind === 'run' && !f.options.daemonize && f.options.pidfileGiven && f.options.pidfile === 'rel.pid');
-    const t = parse('-T', 'help');
-    assert.ok(t.kind === 'exit' && t.code === 1 && /not supported yet/.test(t.stderr));
+  });
+
+  test('-T is applied in order while parsing (spec §1.1, §7.1; the grammar is in trace.test.ts)', () => {
+    const list = parse('-T', 'help', '--bogus');
+    assert.ok(list.kind === 'exit' && list.code === 0 && list.stdout.startsWith('qio_channel_socket_new_fd\n'),
+      '-T help exits 0 before a later bad option is read');
+    const t = parse('-T', 'prh_*', '--trace=-prh_sgio*', '-T', 'nosuch,events=/events,file=/tmp/t%d');
+    assert.ok(t.kind === 'run');
+    assert.deepEqual([...t.options.trace.enabled].sort(),
+      ['prh_connection_accepted', 'prh_connection_closed', 'prh_connection_refused', 'prh_listening', 'prh_request', 'prh_response']);
+    assert.equal(t.options.trace.file, '/tmp/t%d');
+    assert.equal(t.stderr, "qemu-pr-helper: warning: trace event 'nosuch' does not exist\n" +
+      "qemu-pr-helper:/events:2: warning: trace event 'nosuch' does not exist\n");
+    assert.deepEqual(parse('-T', 'nosuch', '-k', 'rel'), {
+      kind: 'exit', code: 1, stdout: '',
+      stderr: "qemu-pr-helper: warning: trace event 'nosuch' does not exist\nqemu-pr-helper: socket path must be absolute\n",
+    });
+    assert.deepEqual(parse('-T', 'file=/tmp/a%x', '-k', 'rel'),
+      { kind: 'exit', code: 1, stdout: '', stderr: 'qemu-pr-helper: socket path must be absolute\n' },
+      'the file= template is checked after every option');
+    assert.deepEqual(parse('-T', 'file=/tmp/a%x', '-v'),
+      { kind: 'exit', code: 1, stdout: '', stderr: 'qemu-pr-helper: Bad logfile template: /tmp/a%x\n' });
+    assert.equal(parse('-T', 'file=/tmp/a%x', '-h').kind, 'exit');
+    assert.deepEqual(parse('-T', 'events=/nonexistent'),
+      { kind: 'exit', code: 1, stdout: '', stderr: 'qemu-pr-helper:/nonexistent: No such file or directory\n' });
   });
 });
 
