@@ -7,12 +7,13 @@
  * is read directly with sg_persist on the paths (one registration per I_T nexus, READ FULL
  * STATUS tells the nexuses apart by SAS address), PR IN answers are compared with direct
  * SG_IO on a path, and `mpathpersist --in` and multipathd's prkey/prstatus must agree.
- *   REGISTER, READ KEYS, REPORT CAPABILITIES, RESERVE, READ RESERVATION, RELEASE,
- *   REGISTER AND IGNORE EXISTING KEY, PREEMPT (the victim registered and holding a
- *   reservation on the iSCSI nexus, which is not a path of the map), CLEAR; READ FULL STATUS
- *   and REGISTER AND MOVE refused as the reference does; one path offline (just before the
- *   commands, before multipathd has noticed) and multipathd re-registering the key when it
- *   returns; CLEANUP (0xFF) leaves no registration and no key in multipathd; and a helper
+ *   REGISTER, READ KEYS, REPORT CAPABILITIES, READ FULL STATUS (answered through the library,
+ *   unlike QEMU), RESERVE, READ RESERVATION, RELEASE, REGISTER AND IGNORE EXISTING KEY,
+ *   PREEMPT (the victim registered and holding a reservation on the iSCSI nexus, which is not
+ *   a path of the map), CLEAR; REGISTER AND MOVE refused as the reference does; one path
+ *   offline just before the commands (multipathd may not have noticed yet: the library checks
+ *   the paths itself), then multipathd re-registering the key when the path returns; CLEANUP
+ *   (0xFF) leaves no registration and no key in multipathd; SIGTERM exits 0; and a helper
  *   started with QEMU_PR_HELPER_MPATH_LIBRARY=/nonexistent answers CHECK CONDITION, ILLEGAL
  *   REQUEST / INVALID COMMAND OPERATION CODE for the map while still serving /dev/sda.
  * The map, multipathd and udevd are removed at the end and the LU reset (lib/env.ts), so the
@@ -27,8 +28,8 @@ import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, resetDisk, drainUnitAttentions, log } from './lib/env.js';
 import { DirectSgIo } from './lib/sgio.js';
 import {
-  DeviceFd, PR_IN, PR_OUT, PR_TYPE, STATUS, good, hex, keyHex, parseCapabilities, parseReadKeys,
-  parseReadReservation, senseTriple,
+  DeviceFd, PR_IN, PR_OUT, PR_TYPE, STATUS, good, hex, keyHex, parseCapabilities, parseFullStatus, parseReadKeys,
+  parseReadReservation, sasAddressOf, senseTriple, type FullStatusEntry,
 } from './lib/pr.js';
 import { keySet, sgPersist, sgReadFullStatus, sgReadKeys, sgReadReservation } from './lib/sgpersist.js';
 import {
@@ -128,6 +129,26 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     }
   }
 
+  /**
+   * READ FULL STATUS through the helper on the map (libmpathpersist parses it; the helper
+   * rebuilds the SPC data) against the same command by direct SG_IO on path A: the same
+   * bytes, zero-padded to the allocation length; and the registrants sg_persist lists.
+   */
+  async function expectFullStatusAsDirect(what: string): Promise<FullStatusEntry[]> {
+    const r = await prInBoth(PR_IN.READ_FULL_STATUS);
+    const fs = parseFullStatus(r.helper.data);
+    log(`multipath: READ FULL STATUS ${what}: helper size ${r.helper.size}, ${fs.entries.length} descriptors; direct SG_IO ${hex(r.direct)}`);
+    assert.deepEqual(r.helper.data.slice(0, r.direct.length), r.direct, `READ FULL STATUS ${what}: byte-identical to direct SG_IO on ${diskA}`);
+    assert.ok(r.helper.data.slice(r.direct.length).every((b) => b === 0), `READ FULL STATUS ${what}: zero padding`);
+    const sg = sgReadFullStatus(diskA);
+    assert.deepEqual(
+      fs.entries.map((e) => [keyHex(e.key), e.holder, e.relativeTargetPort, sasAddressOf(e.transportId)]).sort(),
+      sg.entries.map((e) => [keyHex(e.key), e.holder, e.relativePort, e.sasAddress]).sort(),
+      `READ FULL STATUS ${what}: the registrants sg_persist lists`,
+    );
+    return fs.entries;
+  }
+
   before(async () => {
     resetDisk();
     const made = await map.create();
@@ -199,6 +220,8 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     log(`multipath: REGISTER through the helper took ${(performance.now() - t0).toFixed(0)} ms (first call: library initialisation)`);
     expectKeysEverywhere([KEY_A, KEY_A], 'after REGISTER');
     assert.deepEqual(keysByNexus(), { a: KEY_A, b: KEY_A, holder: null }, 'READ FULL STATUS: the key on both nexuses');
+    const entries = await expectFullStatusAsDirect('after REGISTER');
+    assert.deepEqual(entries.map((e) => sasAddressOf(e.transportId)).sort(), [initA, initB].sort(), 'through the helper: one descriptor per nexus');
     assert.equal(keyHex(mpathdKey(ALIAS)), keyHex(KEY_A), 'multipathd getprkey: the key libmpathpersist set');
     assert.equal(mpathdPrStatus(ALIAS), 1, 'multipathd getprstatus: registered');
   });
@@ -249,6 +272,9 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     assert.deepEqual(rr.holder, { key: KEY_A, scope: 0, type }, 'READ RESERVATION through the helper');
     assert.equal(rr.generation, sgReadReservation(diskA).generation);
     assert.deepEqual(r.helper.data.slice(0, r.direct.length), r.direct, 'READ RESERVATION byte-identical to direct SG_IO');
+    const entries = await expectFullStatusAsDirect('with the reservation held');
+    assert.equal(entries.filter((e) => e.holder).length, 1, 'READ FULL STATUS through the helper: one holder');
+    assert.equal(sasAddressOf(entries.find((e) => e.holder)?.transportId ?? new Uint8Array(0)), holder);
     good(await pr.release(mp, KEY_A, type));
     expectReservation(null, 'after RELEASE');
     expectKeysEverywhere([KEY_A, KEY_A], 'RELEASE keeps the registrations');
@@ -302,15 +328,14 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     assert.equal(mpathdKey(ALIAS), 0n, 'multipathd getprkey: none');
   });
 
-  test('READ FULL STATUS and REGISTER AND MOVE are refused on a multipath fd (05/24/00), nothing reaches the LU', async (t) => {
+  test('REGISTER AND MOVE is refused on a multipath fd (05/24/00, as the reference), nothing reaches the LU', async (t) => {
     if (!ready(t) || !mp) return;
     const gen = sgReadKeys(diskA).generation;
-    expectCheck(await pr.in(mp, PR_IN.READ_FULL_STATUS), [0x5, 0x24, 0x00], 'READ FULL STATUS');
     expectCheck(await pr.out(mp, PR_OUT.REGISTER_AND_MOVE, prOutParams({ key: KEY_A, saKey: KEY_B })), [0x5, 0x24, 0x00], 'REGISTER AND MOVE');
     assert.equal(sgReadKeys(diskA).generation, gen, 'PR generation unchanged');
   });
 
-  test('one path offline just before the commands: REGISTER, READ KEYS, RESERVE, RELEASE, REGISTER (new key) go through the other path; multipathd re-registers when it returns', async (t) => {
+  test('one path offline just before the commands: READ KEYS, RESERVE, RELEASE, REGISTER (new key) go through the other path; multipathd re-registers the key when the path returns', async (t) => {
     if (!ready(t) || !mp) return;
     good(await pr.register(mp, KEY_OFF1));
     expectKeysEverywhere([KEY_OFF1, KEY_OFF1], 'both paths up');
@@ -318,7 +343,7 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     setPathState(diskB, 'offline');
     const t0 = performance.now();
     try {
-      // multipathd has not seen it yet (it checks every second): the library must find out itself
+      // multipathd has probably not seen it yet (it checks every 1-4 s): the library checks itself
       const before = mpathdPathStates();
       const keys = parseReadKeys((await prInBoth(PR_IN.READ_KEYS)).helper.data);
       assert.deepEqual(keySet(keys.keys), keySet([KEY_OFF1, KEY_OFF1]), 'READ KEYS with a path offline');
@@ -332,6 +357,11 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
       assert.deepEqual({ a: n.a, b: n.b }, { a: KEY_OFF2, b: KEY_OFF1 }, 'the new key on the path that is up; the offline nexus keeps the old one');
       assert.equal(keyHex(mpathdKey(ALIAS)), keyHex(KEY_OFF2), 'multipathd holds the new key');
       log(`multipath: sdb offline: multipathd saw ${JSON.stringify(before)} before the commands, ${JSON.stringify(mpathdPathStates())} after; commands took ${(performance.now() - t0).toFixed(0)} ms`);
+      // multipathd re-registers only on a path it has seen fail and come back: let its
+      // checker see the failure first (a path down for less than a check stays stale)
+      const seen = await waitFor(`multipathd to see ${diskB} fail (${map.daemonLog(5)})`,
+        () => mpathdPathStates()[diskB.replace('/dev/', '')]?.startsWith('failed') === true, 30_000);
+      log(`multipath: multipathd marked ${diskB} failed ${seen.toFixed(0)} ms after the commands`);
     } finally {
       setPathState(diskB, 'running');
     }
