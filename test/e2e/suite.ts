@@ -14,5 +14,6 @@ import './stall.test.js';
 import './shutdown.test.js';
 import './multipath.test.js';
 import './qemu-chain.test.js';
+import './iscsi-stall.test.js';
 
 after(stopHelpers);

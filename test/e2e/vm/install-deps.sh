@@ -12,6 +12,7 @@ PKGS=(
   sg3-utils            # sg_persist: the oracle the tests check the disk with
   multipath-tools      # multipathd, mpathpersist (for the multipath tests)
   open-iscsi           # iscsid, iscsiadm: the iSCSI nexus (vm_iscsi_setup) a successful PREEMPT AND ABORT is sent from
+  nftables             # nft: iscsi-stall.test.ts drops the iSCSI nexus's packets on lo
   python3              # extract-vmlinux.py (host side only)
 )
 missing=()
