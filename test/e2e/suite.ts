@@ -10,6 +10,7 @@ import './edge.test.js';
 import './differential.test.js';
 import './privileges.test.js';
 import './logging.test.js';
+import './client.test.js';
 import './stall.test.js';
 import './shutdown.test.js';
 import './multipath.test.js';
