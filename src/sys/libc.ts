@@ -235,7 +235,9 @@ export function loadMpathCmd(path: string): MpathCmdLib {
       const errno = koffi.errno() as number;
       let reply: string | null = null;
       if (out[0] !== null && out[0] !== undefined) {
-        reply = koffi.decode(out[0], 'const char *') as string;
+        // out[0] IS the char * the library allocated: read the NUL-terminated text it
+        // points to (decoding it as 'const char *' would read the text as a pointer).
+        reply = koffi.decode(out[0], 'char', -1) as string;
         free(out[0]);
       }
       return { rc, errno, reply };
