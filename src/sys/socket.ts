@@ -28,7 +28,9 @@ function sockaddrUn(path: string): { addr: Uint8Array; len: number } {
   const addr = new Uint8Array(SOCKADDR_UN.SIZE);
   new DataView(addr.buffer, addr.byteOffset, addr.byteLength).setUint16(SOCKADDR_UN.FAMILY, AF_UNIX, true);
   addr.set(encoded, SOCKADDR_UN.PATH);
-  return { addr, len: SOCKADDR_UN.PATH + encoded.length + 1 };
+  // An abstract name ("\0name") is exactly its bytes: no terminating NUL is counted.
+  const abstract = encoded[0] === 0;
+  return { addr, len: SOCKADDR_UN.PATH + encoded.length + (abstract ? 0 : 1) };
 }
 
 /** True when `path` fits in sun_path with its terminating NUL. */
