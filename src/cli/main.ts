@@ -278,23 +278,26 @@ function announceReady(log: Logger, readyFd: number | null): void {
 }
 
 /**
- * Starts libmpathpersist on its thread, or says once why multipath devices will be refused
- * (spec §5; issue: never send a PR down a single path of a multipath map).
+ * Says at start-up whether PR commands on multipath devices will work, and returns the
+ * opener the executor calls on the first multipath request (spec §5; never a PR down a
+ * single path of a multipath map).
  */
-function openMultipath(log: Logger, uid: number, kept: bigint, after: Promise<void>): Promise<MpathLibrary | null> {
+function multipathOpener(log: Logger, uid: number, kept: bigint): () => Promise<MpathLibrary | null> {
   const path = mpathLibraryPath;
+  const none = (): Promise<MpathLibrary | null> => Promise.resolve(null);
   if (path === null) {
     log.warning('warning: libmpathpersist.so.0 not found: PR commands on dm-multipath devices will be refused. ' +
       'Install it (Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
-    return Promise.resolve(null);
+    return none;
   }
   if ((kept & ADMIN) === 0n) {
     log.warning('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
-    return Promise.resolve(null);
+    return none;
   }
   if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
-  return after.then(() => MpathLibrary.open(path, log.journal)).then((library) => {
-    log.notice(`multipath: using ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'})`);
+  log.info(`multipath: ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'}), loaded on the first multipath request`);
+  return () => MpathLibrary.open(path, log.journal).then((library) => {
+    log.info(`multipath: libmpathpersist initialised (${path})`);
     return library;
   }, (error: unknown) => {
     log.warning(`warning: libmpathpersist (${path}) cannot be used: ${error instanceof Error ? error.message : String(error)}; ` +
@@ -312,10 +315,7 @@ function serve(
     : new Tracer(new Set(trace.events), trace.fd === null ? stderrTraceSink : fileTraceSink(trace.fd));
   const pool = new SgIoPool(DEFAULT_POOL_OPTIONS, tracer?.poolHooks() ?? null);
   const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
-  // libmpathpersist loads on its own thread only once the first SG_IO thread has loaded:
-  // both load koffi, and on a busy or emulated CPU the first PR command would otherwise
-  // wait seconds for the SG_IO thread (seen under TCG in the e2e suite).
-  const executor = new MultipathExecutor(plain, pool, openMultipath(log, uid, kept, pool.ready), {
+  const executor = new MultipathExecutor(plain, pool, multipathOpener(log, uid, kept), {
     noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => log.error(m),
   });
   const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys }), ...(tracer ? [tracer] : [])]);

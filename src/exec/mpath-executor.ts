@@ -82,19 +82,22 @@ export interface MultipathOptions {
 export class MultipathExecutor implements ScsiExecutor {
   readonly #plain: ScsiExecutor;
   readonly #runner: SgIoRunner;
-  readonly #library: Promise<MpathLibrary | null>;
+  readonly #openLibrary: () => Promise<MpathLibrary | null>;
+  #library: Promise<MpathLibrary | null> | null = null;
   readonly #options: MultipathOptions;
   #executing = 0;
 
   /**
-   * `library` resolves once libmpathpersist is initialised (its thread starts while the
-   * helper already serves), or to null when it is unavailable: multipath fds are then refused.
+   * `openLibrary` starts libmpathpersist's thread and resolves once the library is
+   * initialised, or to null when it is unavailable (multipath fds are then refused). It is
+   * called once, on the first multipath request: a helper that never sees a multipath
+   * device never pays for the library's thread (about 12 MB and a Node isolate's start).
    */
-  constructor(plain: ScsiExecutor, runner: SgIoRunner, library: Promise<MpathLibrary | null>, options: MultipathOptions) {
+  constructor(plain: ScsiExecutor, runner: SgIoRunner, openLibrary: () => Promise<MpathLibrary | null>, options: MultipathOptions) {
     this.#plain = plain;
     this.#runner = runner;
-    this.#library = library;
     this.#options = options;
+    this.#openLibrary = openLibrary;
   }
 
   get inFlight(): number {
@@ -111,6 +114,7 @@ export class MultipathExecutor implements ScsiExecutor {
     if (device === null) return this.#plain.execute(request);
     this.#executing++;
     try {
+      this.#library ??= this.#openLibrary();
       const library = await this.#library;
       if (library === null) {
         // Never down one path: a registration on one path only breaks fencing.
@@ -206,6 +210,6 @@ export class MultipathExecutor implements ScsiExecutor {
 
   close(): void {
     this.#plain.close();
-    void this.#library.then((library) => library?.close());
+    void this.#library?.then((library) => library?.close());
   }
 }

@@ -75,11 +75,6 @@ export class SgIoPool {
   #closed = false;
   readonly #hooks: SgIoPoolHooks | null;
   #submitted = 0;
-  #markReady: (() => void) | null = null;
-  /** Resolves once the first SG_IO thread has loaded (start-up ordering, see main). */
-  readonly ready: Promise<void> = new Promise((resolve) => {
-    this.#markReady = resolve;
-  });
 
   constructor(options: SgIoPoolOptions = DEFAULT_POOL_OPTIONS, hooks: SgIoPoolHooks | null = null) {
     this.#options = options;
@@ -141,8 +136,6 @@ export class SgIoPool {
     };
     slot.thread.onExit = (error) => this.#threadDied(slot, error);
     slot.thread.onReady = () => {
-      this.#markReady?.();
-      this.#markReady = null;
       slot.ready = true;
       slot.idleSince = Date.now();
       this.#next(slot);
