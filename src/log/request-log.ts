@@ -112,10 +112,13 @@ export class RequestLog implements ServerObserver {
         this.#log.warning(`Refused a connection from ${formatPeer(event.peer)}: ${event.reason}`);
         return;
       case 'request':
+        // Formatting costs more than the request itself: only when the line is printed.
+        if (this.#log.verbosity < 3) return;
         this.#log.debug(`${formatConnection(event.connection)}: CDB ${hex(event.request.cdb)}` +
           (event.request.parameters.length > 0 ? `, parameters ${hex(event.request.parameters)}` : ''));
         return;
       case 'response':
+        if (this.#log.verbosity < 2) return;
         this.#log.info(formatResponseLine(event, this.#options.showKeys));
         return;
       case 'closed':
