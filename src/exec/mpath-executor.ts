@@ -26,6 +26,7 @@ import {
   cleanupUnregisterRequest, mapLibraryResult, mpathOutcome, parsePrInRequest, parsePrOutParameters, prInResponseData,
   type PrOutCall,
 } from '../scsi/mpath.js';
+import { deviceNumbers } from '../util/device-number.js';
 import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
 import { accessMode } from '../sys/fd.js';
@@ -47,11 +48,7 @@ export function blockDeviceOf(fd: number): BlockDevice | null {
   try {
     const st = fstatSync(fd);
     if (!st.isBlockDevice()) return null;
-    const rdev = BigInt(st.rdev);
-    // glibc's gnu_dev_major / gnu_dev_minor
-    const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-    const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
-    return { major, minor };
+    return deviceNumbers(st.rdev);
   } catch {
     return null;
   }

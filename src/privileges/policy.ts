@@ -75,4 +75,3 @@ export function reviewUnprivileged(
   return { errors, warnings };
 }
 
-export { maskOf };

@@ -7,15 +7,7 @@ import { fstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import { accessMode } from '../sys/fd.js';
 import type { DeviceInfo } from './events.js';
-
-function majorMinor(rdev: number): { major: number; minor: number } {
-  const dev = BigInt(rdev);
-  // glibc's gnu_dev_major / gnu_dev_minor
-  return {
-    major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)),
-    minor: Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn)),
-  };
-}
+import { deviceNumbers } from '../util/device-number.js';
 
 function readTrimmed(path: string): string | null {
   try {
@@ -42,7 +34,7 @@ export function describeDevice(fd: number): DeviceInfo | null {
   const kind = st.isBlockDevice() ? 'block' : st.isCharacterDevice() ? 'char' : st.isFile() ? 'file'
     : st.isSocket() ? 'socket' : st.isFIFO() ? 'pipe' : st.isDirectory() ? 'dir' : 'other';
   if (kind !== 'block' && kind !== 'char') return { kind, major: null, minor: null, name: null, id: null, access };
-  const { major, minor } = majorMinor(st.rdev);
+  const { major, minor } = deviceNumbers(st.rdev);
   const sys = `/sys/dev/${kind}/${major}:${minor}`;
   let name: string | null = null;
   try {

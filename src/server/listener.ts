@@ -112,15 +112,27 @@ export function adoptListeningSocket(
   return { fd, createdPath, inode };
 }
 
+/**
+ * Unlinks the path we created if it is still our socket (same inode): another instance may
+ * have taken the path over (the reference allows that, §1.5.1). Returns why it could not.
+ */
+function removeOwnSocket(info: ListenerInfo): string | null {
+  const path = info.createdPath;
+  if (path === null) return null;
+  try {
+    if (lstatSync(path).ino !== info.inode) return null;
+    unlinkSync(path);
+    return null;
+  } catch (error) {
+    if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return null;
+    return `Failed to unlink socket ${path}: ${errnoOf(error)}`;
+  }
+}
+
 /** Closes a listener that never served, removing the path we created if still ours. */
 export function discardListener(info: ListenerInfo): void {
   closeFd(info.fd);
-  if (info.createdPath === null) return;
-  try {
-    if (lstatSync(info.createdPath).ino === info.inode) unlinkSync(info.createdPath);
-  } catch {
-    // gone, or not ours to remove
-  }
+  removeOwnSocket(info);
 }
 
 /** Validates the activated fds (FD_CLOEXEC on each), as QEMU does before anything else. */
@@ -185,17 +197,6 @@ export class Acceptor {
     if (this.#backoff) clearTimeout(this.#backoff);
     this.#watcher.close();
     closeFd(this.#info.fd);
-    const path = this.#info.createdPath;
-    if (path === null) return null;
-    try {
-      // Another instance may have taken the path over (the reference allows that, §1.5.1):
-      // its socket is not ours to remove.
-      if (lstatSync(path).ino !== this.#info.inode) return null;
-      unlinkSync(path);
-      return null;
-    } catch (error) {
-      if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return null;
-      return `Failed to unlink socket ${path}: ${errnoOf(error)}`;
-    }
+    return removeOwnSocket(this.#info);
   }
 }

@@ -136,12 +136,6 @@ export function keepAcrossExec(fd: number): void {
   }
 }
 
-/** True when `fd` is open and has FD_CLOEXEC clear. */
-export function survivesExec(fd: number): boolean {
-  const flags = libc.fcntl(fd, F_GETFD, 0);
-  return flags >= 0 && (flags & FD_CLOEXEC) === 0;
-}
-
 /**
  * execve(2): replaces the process image, keeping the pid, and never returns on success.
  * Throws SyscallError when the kernel refuses.
