@@ -26,6 +26,7 @@ import { RequestLog } from '../log/request-log.js';
 import { Server } from '../server/server.js';
 import { SgIoExecutor } from '../exec/sgio-executor.js';
 import { SgIoPool, DEFAULT_POOL_OPTIONS } from '../exec/sgio-pool.js';
+import { FastPath, DEFAULT_FAST_PATH_OPTIONS } from '../server/fast-path.js';
 import { lookupGroupId, lookupUserId } from '../sys/accounts.js';
 import { KOFFI_VERSION } from '../sys/libc.js';
 import { exitImmediately, isOpenFd } from '../sys/fd.js';
@@ -313,15 +314,21 @@ function serve(
   // Trace points only when some are enabled: otherwise nothing observes or hooks anything.
   const tracer = trace.events.length === 0 ? null
     : new Tracer(new Set(trace.events), trace.fd === null ? stderrTraceSink : fileTraceSink(trace.fd));
-  const pool = new SgIoPool(DEFAULT_POOL_OPTIONS, tracer?.poolHooks() ?? null);
+  const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys }), ...(tracer ? [tracer] : [])]);
+  // Without request log lines or request trace points, requests run on the fast path's
+  // workers; the main thread's pool then serves only what they hand back, and starts its
+  // threads when first needed.
+  const fastPath = observer.wantsRequests === true ? null
+    : new FastPath({ ...DEFAULT_FAST_PATH_OPTIONS, timeoutMs: options.ioTimeoutMs });
+  if (fastPath) fastPath.onDisabled = (reason) => log.warning(`warning: ${reason}; serving every request on the main thread`);
+  const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: fastPath !== null }, tracer?.poolHooks() ?? null);
   const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
   const executor = new MultipathExecutor(plain, pool, multipathOpener(log, uid, kept), {
     noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => log.error(m),
   });
-  const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys }), ...(tracer ? [tracer] : [])]);
   const access = options.allowUids === null && options.allowGids === null ? null
     : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };
-  const server = new Server({ listener, executor, log, observer, access });
+  const server = new Server({ listener, executor, log, observer, access, fastPath });
   server.start(LISTEN_BACKLOG);
   log.info(`Running as ${identity}`);
   announceReady(log, resources.readyFd);
@@ -341,7 +348,7 @@ function serve(
     // queueing without paths ignores the SG_IO timeout) must not keep us forever: after
     // the SCSI timeout plus a grace period, exit anyway.
     setTimeout(() => {
-      log.fatal(`Exiting with ${executor.inFlight} request(s) still executing after the I/O timeout`);
+      log.fatal(`Exiting with ${executor.inFlight + (fastPath?.busy ?? 0)} request(s) still executing after the I/O timeout`);
       leave();
     }, Math.min(options.ioTimeoutMs + SHUTDOWN_GRACE_MS, MAX_TIMER_MS)).unref();
     void server.stop().then(() => {
@@ -351,6 +358,7 @@ function serve(
       // the process (napi_throw during teardown: SIGABRT, seen under load in the SIGTERM
       // test). stderr writes are synchronous, so nothing is lost.
       executor.close();
+      fastPath?.close();
       leave();
     });
   };

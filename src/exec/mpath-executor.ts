@@ -18,7 +18,7 @@
  *   reference's INVALID FIELD IN CDB is sent and the reason logged. REGISTER AND MOVE is
  *   refused as in QEMU, and the reason (the library cannot do it) logged.
  */
-import { readFileSync, fstatSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
 import { Sense, buildFixedSense } from '../scsi/sense.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
@@ -26,10 +26,9 @@ import {
   cleanupUnregisterRequest, mapLibraryResult, mpathOutcome, parsePrInRequest, parsePrOutParameters, prInResponseData,
   type PrOutCall,
 } from '../scsi/mpath.js';
-import { deviceNumbers } from '../util/device-number.js';
 import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
-import { accessMode } from '../sys/fd.js';
+import { accessMode, blockDeviceNumbers } from '../sys/fd.js';
 import type { MpathLibrary } from '../sys/mpath.js';
 import type { ScsiExecutor } from './executor.js';
 import type { SgIoRunner } from './sgio-executor.js';
@@ -45,13 +44,7 @@ export interface BlockDevice {
 
 /** The block device behind `fd`, or null for anything else (or an fd fstat rejects). */
 export function blockDeviceOf(fd: number): BlockDevice | null {
-  try {
-    const st = fstatSync(fd);
-    if (!st.isBlockDevice()) return null;
-    return deviceNumbers(st.rdev);
-  } catch {
-    return null;
-  }
+  return blockDeviceNumbers(fd);
 }
 
 /** True for a dm map that multipathd created (its dm uuid starts with "mpath-"). */

@@ -42,6 +42,64 @@ export function commandBytes(cdb: Uint8Array): Uint8Array {
   return cdb.subarray(0, cdbLength(cdb[0] ?? 0) ?? PR_HELPER_CDB_SIZE);
 }
 
+/** What a request needs on a plain SCSI fd: an SG_IO command, or an answer without one. */
+export type SgIoPlan = { kind: 'run'; command: SgIoCommand } | { kind: 'answer'; outcome: ScsiOutcome };
+
+/**
+ * PR OUT and CLEANUP need a writable fd. This stands in for the kernel's own rule, which
+ * CAP_SYS_RAWIO would bypass: a guest given a read-only disk must not change its
+ * reservations (spec §3.7; INVALID OPCODE as the reference answers, §9 item 13).
+ */
+function readOnly(fd: number): ScsiOutcome | null {
+  try {
+    return accessMode(fd) === 'read-only' ? checkCondition('INVALID_OPCODE') : null;
+  } catch {
+    return checkCondition('IO_ERROR');
+  }
+}
+
+/**
+ * The SG_IO command for `request` (spec §3.7), or its answer when none is needed. Reads the
+ * fd's access mode (fcntl) and nothing else: callable on any thread.
+ */
+export function planSgIo(request: PrRequest, timeoutMs: number): SgIoPlan {
+  switch (request.opcode) {
+    case Opcode.PERSISTENT_RESERVE_IN:
+      // The kernel always gets the full 8192-byte buffer; the device honours the CDB's own
+      // allocation length and the response is clipped to it (spec §3.7, §9 item 4).
+      return {
+        kind: 'run',
+        command: { cdb: commandBytes(request.cdb), direction: 'from-device', transferLength: PR_HELPER_DATA_SIZE, timeoutMs },
+      };
+    case Opcode.PERSISTENT_RESERVE_OUT: {
+      const refused = readOnly(request.fd);
+      if (refused) return { kind: 'answer', outcome: refused };
+      return {
+        kind: 'run',
+        command: {
+          cdb: commandBytes(request.cdb), direction: 'to-device', transferLength: request.transferLength,
+          data: request.parameters, timeoutMs,
+        },
+      };
+    }
+    case PR_HELPER_CLEANUP:
+      // Nothing to clean up on a non-multipath device: GOOD without I/O (spec §3.7).
+      return { kind: 'answer', outcome: readOnly(request.fd) ?? GOOD };
+    default:
+      throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
+  }
+}
+
+/** The outcome of a finished SG_IO command. */
+export function sgIoOutcome(request: PrRequest, result: SgIoResult): ScsiOutcome {
+  const verdict = interpretSgIo(result);
+  // PR IN data counts only with GOOD: 8192 − resid bytes, clipped to the allocation length
+  // when the response is encoded.
+  const data = request.opcode === Opcode.PERSISTENT_RESERVE_IN && verdict.status === ScsiStatus.GOOD
+    ? result.data : new Uint8Array(0);
+  return { ...verdict, data };
+}
+
 export class SgIoExecutor implements ScsiExecutor {
   readonly #runner: SgIoRunner;
   readonly #timeoutMs: number;
@@ -56,56 +114,9 @@ export class SgIoExecutor implements ScsiExecutor {
   }
 
   async execute(request: PrRequest): Promise<ScsiOutcome> {
-    switch (request.opcode) {
-      case Opcode.PERSISTENT_RESERVE_IN:
-        return this.#prIn(request);
-      case Opcode.PERSISTENT_RESERVE_OUT:
-        return this.#readOnly(request.fd) ?? this.#prOut(request);
-      case PR_HELPER_CLEANUP:
-        // Nothing to clean up on a non-multipath device: GOOD without I/O (spec §3.7).
-        return this.#readOnly(request.fd) ?? GOOD;
-      default:
-        throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
-    }
-  }
-
-  /**
-   * PR OUT and CLEANUP need a writable fd. This stands in for the kernel's own rule, which
-   * CAP_SYS_RAWIO would bypass: a guest given a read-only disk must not change its
-   * reservations (spec §3.7; INVALID OPCODE as the reference answers, §9 item 13).
-   */
-  #readOnly(fd: number): ScsiOutcome | null {
-    try {
-      return accessMode(fd) === 'read-only' ? checkCondition('INVALID_OPCODE') : null;
-    } catch {
-      return checkCondition('IO_ERROR');
-    }
-  }
-
-  async #prIn(request: PrRequest): Promise<ScsiOutcome> {
-    // The kernel always gets the full 8192-byte buffer; the device honours the CDB's own
-    // allocation length and the response is clipped to it (spec §3.7, §9 item 4).
-    const result = await this.#runner.run(request.fd, {
-      cdb: commandBytes(request.cdb),
-      direction: 'from-device',
-      transferLength: PR_HELPER_DATA_SIZE,
-      timeoutMs: this.#timeoutMs,
-    });
-    const verdict = interpretSgIo(result);
-    // Data counts only with GOOD: 8192 − resid bytes, clipped to the allocation length
-    // when the response is encoded.
-    return { ...verdict, data: verdict.status === ScsiStatus.GOOD ? result.data : new Uint8Array(0) };
-  }
-
-  async #prOut(request: PrRequest): Promise<ScsiOutcome> {
-    const result = await this.#runner.run(request.fd, {
-      cdb: commandBytes(request.cdb),
-      direction: 'to-device',
-      transferLength: request.transferLength,
-      data: request.parameters,
-      timeoutMs: this.#timeoutMs,
-    });
-    return { ...interpretSgIo(result), data: new Uint8Array(0) };
+    const plan = planSgIo(request, this.#timeoutMs);
+    if (plan.kind === 'answer') return plan.outcome;
+    return sgIoOutcome(request, await this.#runner.run(request.fd, plan.command));
   }
 
   close(): void {

@@ -23,6 +23,8 @@ export interface SgIoPoolOptions {
   maxThreads: number;
   stallMs: number;
   idleMs: number;
+  /** Start the first thread with the first command instead of with the pool. */
+  lazy?: boolean;
 }
 
 /** Threads started for plain concurrency, without any device being slow. */
@@ -82,7 +84,7 @@ export class SgIoPool {
     this.#watcher = new FdWatcher(this.#completions.fd, () => this.#collect());
     this.#watcher.set({ readable: true, writable: false });
     this.#watcher.ref(false);
-    this.#spawn();
+    if (options.lazy !== true) this.#spawn();
     this.#reapTimer = setInterval(() => this.#reap(), Math.max(1000, options.idleMs / 2));
     this.#reapTimer.unref();
   }

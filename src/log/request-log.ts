@@ -100,6 +100,11 @@ export class RequestLog implements ServerObserver {
     return this.#log.verbosity >= 2;
   }
 
+  /** Response lines from -v on, CDB lines from -vv. */
+  get wantsRequests(): boolean {
+    return this.#log.verbosity >= 2;
+  }
+
   notify(event: ServerEvent): void {
     switch (event.type) {
       case 'listening':

@@ -71,6 +71,17 @@ export class Session {
   #transferLength = 0;
   #clientFeatures: number | null = null;
 
+  /**
+   * A session whose handshake was completed by another Session of the same connection
+   * (the fast path moves idle connections between threads; only this state crosses).
+   */
+  static afterHandshake(clientFeatures: number): Session {
+    const session = new Session();
+    session.#clientFeatures = clientFeatures;
+    session.#startCdb();
+    return session;
+  }
+
   /** Bytes the helper sends first, right after accept: its feature set, big-endian. */
   static greeting(): Uint8Array {
     const out = new Uint8Array(HANDSHAKE_SIZE);
@@ -80,6 +91,11 @@ export class Session {
 
   get phase(): Phase {
     return this.#phase;
+  }
+
+  /** Between requests after the handshake, holding no byte or fd of the next request. */
+  get atRest(): boolean {
+    return this.#phase === 'cdb' && this.#got === 0 && this.#fd === null;
   }
 
   /** The features the client accepted in the handshake; null until then. */
@@ -199,6 +215,18 @@ export class Session {
     this.#fd = null;
     this.#phase = 'executing';
     return { kind: 'execute', request, discardFds: [] };
+  }
+
+  /**
+   * Takes over `request`, read and validated by another Session of this connection (see
+   * afterHandshake): this session is then executing it and answers it with respond().
+   * Only an idle session (between requests) can adopt one.
+   */
+  adopt(request: PrRequest): void {
+    if (this.#phase !== 'cdb' || this.#got !== 0 || this.#fd !== null) {
+      throw new Error(`Cannot adopt a request: the session is ${this.#phase}${this.#got > 0 ? ' with a partial request' : ''}`);
+    }
+    this.#phase = 'executing';
   }
 
   /**

@@ -18,6 +18,8 @@ import { MessageReceiver, sendBytes } from '../sys/socket.js';
 import { SyscallError } from '../sys/errors.js';
 import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
 import { describeDevice } from './device-info.js';
+import type { FastPath, FastPathClient, FastPathTicket } from './fast-path.js';
+import type { Handback, ReceivedChunk } from './fast-path-shared.js';
 
 export interface ConnectionDeps {
   executor: ScsiExecutor;
@@ -28,12 +30,14 @@ export interface ConnectionDeps {
   onClosed: (connection: Connection) => void;
   /** Called after each request's execution settles (its fd is closed by then). */
   onSettled: () => void;
+  /** Where idle connections wait for their next request, if anywhere (fast-path.ts). */
+  fastPath?: FastPath | null;
 }
 
 /** Reads per wake-up before yielding to other connections. */
 const MAX_READS_PER_WAKEUP = 64;
 
-export class Connection {
+export class Connection implements FastPathClient {
   readonly fd: number;
   readonly #deps: ConnectionDeps;
   readonly #session = new Session();
@@ -46,6 +50,9 @@ export class Connection {
   /** Why the connection is being closed, when it is not a plain end of file. */
   #reason: string | null = null;
   #requests = 0;
+  #ticket: FastPathTicket | null = null;
+  /** Handed over to the fast path: a worker may be serving it; the main thread does not touch it. */
+  #away = false;
 
   constructor(fd: number, deps: ConnectionDeps) {
     this.fd = fd;
@@ -73,7 +80,71 @@ export class Connection {
    */
   drain(): void {
     this.#draining = true;
+    if (this.#away && !this.#takeBack()) return; // a worker answers first, then hands it back
     if (!this.busy) this.close();
+  }
+
+  /** Hands the idle connection to the fast path; false when it stays here. */
+  #handOver(): boolean {
+    const fastPath = this.#deps.fastPath;
+    if (!fastPath || this.#closed || this.#draining || this.#pending !== null || !this.#session.atRest) return false;
+    this.#ticket ??= fastPath.attach(this);
+    if (this.#ticket === null) return false;
+    this.#watcher.set({ readable: false, writable: false });
+    if (!fastPath.handOver(this.#ticket, this.fd)) return false;
+    this.#away = true;
+    return true;
+  }
+
+  /** Takes the connection back from the fast path unless a worker is serving it. */
+  #takeBack(): boolean {
+    if (!this.#away) return true;
+    if (this.#ticket === null || !this.#deps.fastPath?.reclaim(this.#ticket)) return false;
+    this.#away = false;
+    this.#requests += this.#deps.fastPath.takeServed(this.#ticket);
+    return true;
+  }
+
+  /** Feeds the start of a request a worker read, as if read here, then reads on. */
+  #replay(chunks: readonly ReceivedChunk[]): void {
+    for (const chunk of chunks) {
+      if (this.#closed || this.busy) {
+        closeAll(chunk.fds);
+        continue;
+      }
+      this.#handle(this.#session.feed(chunk.bytes, chunk.fds));
+    }
+    if (!this.#closed && !this.busy) this.#watcher.set({ readable: true, writable: false });
+  }
+
+  /** A fast-path worker gives the connection back (see Handback). */
+  resume(handback: Handback, requests: number): void {
+    this.#away = false;
+    this.#requests += requests;
+    if (this.#closed) {
+      if (handback.request) closeFd(handback.request.fd);
+      return;
+    }
+    try {
+      if (handback.failure !== undefined) {
+        if (handback.request) closeFd(handback.request.fd);
+        this.#fail(handback.failure);
+      } else if (handback.request) {
+        this.#session.adopt(handback.request);
+        this.#execute(handback.request);
+      } else if (handback.replay) {
+        this.#replay(handback.replay);
+      } else if (handback.pending) {
+        this.#write(handback.pending);
+      } else if (this.#draining) {
+        this.close();
+      } else {
+        // Level-triggered: whatever the worker left queued wakes the read at once.
+        this.#watcher.set({ readable: true, writable: false });
+      }
+    } catch (error) {
+      this.#fail(`Internal error on connection ${this.fd}: ${describe(error)}`);
+    }
   }
 
   #onReady(r: Readiness): void {
@@ -114,6 +185,7 @@ export class Connection {
             return;
           }
           this.#handle(this.#session.feed(got.bytes, got.fds));
+          if (this.#handOver()) return;
       }
     }
   }
@@ -196,6 +268,7 @@ export class Connection {
       this.close();
       return;
     }
+    if (this.#handOver()) return;
     // Level-triggered: a pipelined request already queued wakes us at once.
     this.#watcher.set({ readable: true, writable: false });
   }
@@ -209,7 +282,13 @@ export class Connection {
   /** Closes the socket (idempotent). An executing request's fd is closed when it settles. */
   close(): void {
     if (this.#closed) return;
+    if (!this.#takeBack()) {
+      // A worker is serving it: close when it comes back.
+      this.#draining = true;
+      return;
+    }
     this.#closed = true;
+    if (this.#ticket !== null) this.#deps.fastPath?.detach(this.#ticket, this.fd);
     this.#pending = null;
     closeAll(this.#session.end().discardFds);
     this.#watcher.close();

@@ -45,6 +45,11 @@ export type ServerEvent =
 export interface ServerObserver {
   /** True when request events should carry DeviceInfo (costs a few /sys reads). */
   readonly wantsDevices: boolean;
+  /**
+   * True when request and response events are used (request log lines, trace points). Off,
+   * requests may be served on the fast path, which reports none (src/server/fast-path.ts).
+   */
+  readonly wantsRequests?: boolean;
   notify(event: ServerEvent): void;
 }
 
@@ -52,6 +57,7 @@ export interface ServerObserver {
 export function combineObservers(observers: readonly ServerObserver[]): ServerObserver {
   return {
     wantsDevices: observers.some((o) => o.wantsDevices),
+    wantsRequests: observers.some((o) => o.wantsRequests === true),
     notify(event) {
       for (const observer of observers) {
         try {

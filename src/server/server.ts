@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.js';
 import { peerCredentials } from '../sys/socket.js';
 import { closeFd } from '../sys/fd.js';
 import type { PeerCredentials, ServerObserver } from './events.js';
+import type { FastPath } from './fast-path.js';
 
 /** Peers allowed to connect (checked with SO_PEERCRED at accept); null allows everyone. */
 export interface AccessPolicy {
@@ -31,6 +32,8 @@ export interface ServerDeps {
   log: Logger;
   observer: ServerObserver;
   access: AccessPolicy | null;
+  /** Serves idle connections' next requests on worker threads (fast-path.ts); null: all here. */
+  fastPath?: FastPath | null;
 }
 
 export class Server {
@@ -75,6 +78,7 @@ export class Server {
       info,
       onClosed: (c) => this.#closed(c),
       onSettled: () => this.#checkStopped(),
+      fastPath: this.#deps.fastPath ?? null,
     });
     this.#connections.add(connection);
     connection.start();
@@ -102,6 +106,7 @@ export class Server {
     const done = new Promise<void>((resolve) => {
       this.#stopped = resolve;
     });
+    this.#deps.fastPath?.drain();
     for (const connection of [...this.#connections]) connection.drain();
     // A connection whose client vanished mid-request is closed, but its command may still
     // run: completion also waits for the executor (checked again as each request settles),

@@ -92,3 +92,26 @@ const PR_SET_NAME = 15;
 export function nameThisThread(name: string): void {
   libc.prctlName(PR_SET_NAME, name.slice(0, 15), 0, 0, 0);
 }
+
+/** The calling thread's kernel thread id (gettid). */
+export function threadId(): number {
+  return libc.gettid();
+}
+
+const AT_EMPTY_PATH = 0x1000;
+const STATX_TYPE = 0x1;
+/** struct statx offsets (include/uapi/linux/stat.h): stx_mode u16, stx_rdev_major/minor u32. */
+const STX_MODE = 0x1c;
+const STX_RDEV_MAJOR = 0x80;
+const STX_RDEV_MINOR = 0x84;
+const S_IFMT = 0o170000;
+const S_IFBLK = 0o060000;
+const statxBuffer = new Uint8Array(256);
+const statxView = new DataView(statxBuffer.buffer);
+
+/** The block device `fd` is open on, or null for anything else (or an fd statx rejects). */
+export function blockDeviceNumbers(fd: number): { major: number; minor: number } | null {
+  if (libc.statx(fd, '', AT_EMPTY_PATH, STATX_TYPE, statxBuffer) < 0) return null;
+  if ((statxView.getUint16(STX_MODE, true) & S_IFMT) !== S_IFBLK) return null;
+  return { major: statxView.getUint32(STX_RDEV_MAJOR, true), minor: statxView.getUint32(STX_RDEV_MINOR, true) };
+}

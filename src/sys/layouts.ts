@@ -97,3 +97,18 @@ export const O_CLOEXEC = 0o2000000;
 
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
+
+/** ioctl FIONREAD (TIOCINQ on sockets): bytes waiting to be read. */
+export const FIONREAD = 0x541b;
+
+/** struct epoll_event: packed on x86_64 (u32 events, u64 data: 12 bytes), 16 bytes on arm64. */
+export const EPOLL_EVENT = arch === 'x64'
+  ? { SIZE: 12, EVENTS: 0, DATA: 4 } as const
+  : { SIZE: 16, EVENTS: 0, DATA: 8 } as const;
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+export const EPOLLIN = 0x1;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLONESHOT = 0x40000000;

@@ -77,6 +77,13 @@ export interface Libc {
   dup2(from: number, to: number): number;
   fcntlLock(fd: number, cmd: number, lock: Uint8Array): number;
   sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array, addrlen: number): number;
+  recv(fd: number, buf: Uint8Array, len: number, flags: number): number;
+  /** ioctl's form whose third argument is an int * (FIONREAD). */
+  ioctlInt(fd: number, request: number, value: Int32Array): number;
+  statx(dirfd: number, path: string, flags: number, mask: number, buf: Uint8Array): number;
+  epoll_create1(flags: number): number;
+  epoll_ctl(epfd: number, op: number, fd: number, event: Uint8Array): number;
+  epoll_wait(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number;
 }
 
 export const libc: Libc = {
@@ -121,6 +128,14 @@ export const libc: Libc = {
   // fcntl's F_GETLK/F_SETLK form, whose third argument is a struct flock *.
   fcntlLock: lib.func('fcntl', 'int', ['int', 'int', 'void *']),
   sendto: lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+  recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
+  ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'void *']),
+  // glibc >= 2.28 (Node 20's own minimum); unlike fstat, one symbol and layout on every arch.
+  statx: lib.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, void *buf)'),
+  epoll_create1: lib.func('int epoll_create1(int flags)'),
+  epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
+  // Blocks the calling thread: only the fast-path workers call it (src/server/fast-path*.ts).
+  epoll_wait: lib.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
 };
 
 /** Reads a uint32 at `offset` of a struct returned by a libc call (null-safe). */

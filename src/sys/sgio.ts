@@ -7,10 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { allocNative, freeNative, type NativeBlock } from './libc.js';
+import { allocNative, freeNative, libc, lastErrno, type NativeBlock } from './libc.js';
 import { errnoCode } from './errors.js';
 import {
-  SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
+  SG_IO, SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
 } from './layouts.js';
 import { Control, State } from './sgio-control.js';
 
@@ -56,17 +56,114 @@ const DIRECTION: Record<SgIoDirection, number> = {
   'from-device': SG_DXFER_FROM_DEV,
 };
 
+/**
+ * One native request area (sg_io_hdr, CDB, sense, data): filled for a command, handed to
+ * ioctl(SG_IO) by address, then read back. Used by one thread at a time.
+ */
+export class SgIoArea {
+  readonly #block: NativeBlock;
+  readonly #u8: Uint8Array;
+  readonly #dv: DataView;
+  #direction: SgIoDirection = 'none';
+  #transferLength = 0;
+
+  constructor() {
+    this.#block = allocNative(AREA_SIZE);
+    this.#u8 = new Uint8Array(this.#block.view);
+    this.#dv = new DataView(this.#block.view);
+  }
+
+  /** Address of the sg_io_hdr, for ioctl's third argument. */
+  get address(): number {
+    return this.#block.address + HDR_OFF;
+  }
+
+  /** Fills the area for `command`; throws RangeError for sizes beyond the area. */
+  prepare(command: SgIoCommand): void {
+    const { cdb, transferLength } = command;
+    if (cdb.length < 1 || cdb.length > SGIO_MAX_CDB || transferLength < 0 || transferLength > SGIO_MAX_DATA) {
+      throw new RangeError(`Cannot start SG_IO: CDB length ${cdb.length} or transfer length ${transferLength} out of range`);
+    }
+    const base = this.#block.address;
+    const u8 = this.#u8;
+    const dv = this.#dv;
+    u8.fill(0, HDR_OFF, DATA_OFF);
+    u8.set(cdb, CDB_OFF);
+    if (command.direction === 'to-device' && command.data) u8.set(command.data.subarray(0, transferLength), DATA_OFF);
+    else u8.fill(0, DATA_OFF, DATA_OFF + transferLength);
+    dv.setInt32(HDR_OFF + SG_IO_HDR.INTERFACE_ID, SG_INTERFACE_ID, true);
+    dv.setInt32(HDR_OFF + SG_IO_HDR.DXFER_DIRECTION, DIRECTION[command.direction], true);
+    dv.setUint8(HDR_OFF + SG_IO_HDR.CMD_LEN, cdb.length);
+    dv.setUint8(HDR_OFF + SG_IO_HDR.MX_SB_LEN, SGIO_SENSE_SIZE);
+    dv.setUint32(HDR_OFF + SG_IO_HDR.DXFER_LEN, transferLength, true);
+    dv.setBigUint64(HDR_OFF + SG_IO_HDR.DXFERP, BigInt(base + DATA_OFF), true);
+    dv.setBigUint64(HDR_OFF + SG_IO_HDR.CMDP, BigInt(base + CDB_OFF), true);
+    dv.setBigUint64(HDR_OFF + SG_IO_HDR.SBP, BigInt(base + SENSE_OFF), true);
+    dv.setUint32(HDR_OFF + SG_IO_HDR.TIMEOUT, command.timeoutMs, true);
+    this.#direction = command.direction;
+    this.#transferLength = transferLength;
+  }
+
+  /** The finished command's result (copied out); `errno` is the ioctl's, 0 on success. */
+  result(errno: number): SgIoResult {
+    const dv = this.#dv;
+    const resid = dv.getInt32(HDR_OFF + SG_IO_HDR.RESID, true);
+    const transferred = Math.max(0, Math.min(this.#transferLength, this.#transferLength - resid));
+    return {
+      error: errno === 0 ? null : errnoCode(errno),
+      status: dv.getUint8(HDR_OFF + SG_IO_HDR.STATUS),
+      hostStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.HOST_STATUS, true),
+      driverStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.DRIVER_STATUS, true),
+      resid,
+      sense: this.#u8.slice(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE),
+      // A failed ioctl transferred nothing (and its resid means nothing).
+      data: this.#direction === 'from-device' && errno === 0
+        ? this.#u8.slice(DATA_OFF, DATA_OFF + transferred)
+        : new Uint8Array(0),
+    };
+  }
+
+  free(): void {
+    freeNative(this.#block);
+  }
+}
+
+/**
+ * ioctl(SG_IO) on the calling thread, which it blocks for as long as the device takes (up
+ * to the command's timeout; longer on a dm map queueing without paths). Only threads made
+ * for that call it: the fast-path workers. `entered` is set to 1 while the call runs, so
+ * that another thread can tell a stuck device from a busy thread.
+ */
+export function runSgIoHere(area: SgIoArea, fd: number, command: SgIoCommand, entered: Int32Array, slot: number): SgIoResult {
+  area.prepare(command);
+  Atomics.store(entered, slot, 1);
+  const rc = libc.ioctl(fd, SG_IO, area.address);
+  const errno = rc < 0 ? lastErrno() : 0;
+  Atomics.store(entered, slot, 0);
+  return area.result(errno);
+}
+
+/**
+ * True when thread `tid` of this process is asleep in the kernel (scheduler state other
+ * than running or runnable); false when it is not, or cannot be told.
+ */
+export function threadSleeping(tid: number): boolean {
+  if (tid <= 0) return false;
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'R';
+  } catch {
+    return false;
+  }
+}
+
 const WORKER_URL = new URL('./sgio-thread-main.js', import.meta.url);
 
 /** One SG_IO worker thread with its request area. */
 export class SgIoThread {
   readonly #worker: Worker;
   readonly #control: Int32Array;
-  readonly #area: NativeBlock;
-  readonly #u8: Uint8Array;
-  readonly #dv: DataView;
-  #direction: SgIoDirection = 'none';
-  #transferLength = 0;
+  readonly #area = new SgIoArea();
   #freed = false;
   /** Called if the thread dies (it never should); the pool fails its request. */
   onExit: ((error: Error | null) => void) | null = null;
@@ -74,9 +171,6 @@ export class SgIoThread {
   onReady: (() => void) | null = null;
 
   constructor(completionFd: number) {
-    this.#area = allocNative(AREA_SIZE);
-    this.#u8 = new Uint8Array(this.#area.view);
-    this.#dv = new DataView(this.#area.view);
     this.#control = new Int32Array(new SharedArrayBuffer(Control.SIZE * 4));
     this.#worker = new Worker(WORKER_URL, {
       workerData: { control: this.#control.buffer, completionFd },
@@ -96,32 +190,10 @@ export class SgIoThread {
     if (Atomics.load(this.#control, Control.STATE) !== State.IDLE) {
       throw new Error('Cannot start SG_IO: the thread is busy');
     }
-    const { cdb, transferLength } = command;
-    if (cdb.length < 1 || cdb.length > SGIO_MAX_CDB || transferLength < 0 || transferLength > SGIO_MAX_DATA) {
-      throw new RangeError(`Cannot start SG_IO: CDB length ${cdb.length} or transfer length ${transferLength} out of range`);
-    }
-    const base = this.#area.address;
-    const u8 = this.#u8;
-    const dv = this.#dv;
-    u8.fill(0, HDR_OFF, DATA_OFF);
-    u8.set(cdb, CDB_OFF);
-    if (command.direction === 'to-device' && command.data) u8.set(command.data.subarray(0, transferLength), DATA_OFF);
-    else u8.fill(0, DATA_OFF, DATA_OFF + transferLength);
-    dv.setInt32(HDR_OFF + SG_IO_HDR.INTERFACE_ID, SG_INTERFACE_ID, true);
-    dv.setInt32(HDR_OFF + SG_IO_HDR.DXFER_DIRECTION, DIRECTION[command.direction], true);
-    dv.setUint8(HDR_OFF + SG_IO_HDR.CMD_LEN, cdb.length);
-    dv.setUint8(HDR_OFF + SG_IO_HDR.MX_SB_LEN, SGIO_SENSE_SIZE);
-    dv.setUint32(HDR_OFF + SG_IO_HDR.DXFER_LEN, transferLength, true);
-    dv.setBigUint64(HDR_OFF + SG_IO_HDR.DXFERP, BigInt(base + DATA_OFF), true);
-    dv.setBigUint64(HDR_OFF + SG_IO_HDR.CMDP, BigInt(base + CDB_OFF), true);
-    dv.setBigUint64(HDR_OFF + SG_IO_HDR.SBP, BigInt(base + SENSE_OFF), true);
-    dv.setUint32(HDR_OFF + SG_IO_HDR.TIMEOUT, command.timeoutMs, true);
-    this.#direction = command.direction;
-    this.#transferLength = transferLength;
-
+    this.#area.prepare(command);
     const c = this.#control;
     c[Control.FD] = fd;
-    const address = base + HDR_OFF;
+    const address = this.#area.address;
     c[Control.ADDR_LO] = address % 0x1_0000_0000 | 0;
     c[Control.ADDR_HI] = Math.floor(address / 0x1_0000_0000);
     c[Control.ERRNO] = 0;
@@ -140,14 +212,7 @@ export class SgIoThread {
    * runnable): a thread merely waiting for a CPU inside a quick ioctl is not stuck.
    */
   get sleeping(): boolean {
-    const tid = Atomics.load(this.#control, Control.TID);
-    if (tid <= 0) return false;
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
-      return stat.charAt(stat.lastIndexOf(')') + 2) !== 'R';
-    } catch {
-      return false;
-    }
+    return threadSleeping(Atomics.load(this.#control, Control.TID));
   }
 
   /** True once the started ioctl has returned. */
@@ -159,21 +224,7 @@ export class SgIoThread {
   takeResult(): SgIoResult {
     const c = this.#control;
     if (Atomics.load(c, Control.STATE) !== State.DONE) throw new Error('Cannot take the SG_IO result: not done');
-    const errno = c[Control.ERRNO] ?? 0;
-    const dv = this.#dv;
-    const resid = dv.getInt32(HDR_OFF + SG_IO_HDR.RESID, true);
-    const transferred = Math.max(0, Math.min(this.#transferLength, this.#transferLength - resid));
-    const result: SgIoResult = {
-      error: errno === 0 ? null : errnoCode(errno),
-      status: dv.getUint8(HDR_OFF + SG_IO_HDR.STATUS),
-      hostStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.HOST_STATUS, true),
-      driverStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.DRIVER_STATUS, true),
-      resid,
-      sense: this.#u8.slice(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE),
-      data: this.#direction === 'from-device'
-        ? this.#u8.slice(DATA_OFF, DATA_OFF + transferred)
-        : new Uint8Array(0),
-    };
+    const result = this.#area.result(c[Control.ERRNO] ?? 0);
     Atomics.store(c, Control.STATE, State.IDLE);
     return result;
   }
@@ -187,7 +238,7 @@ export class SgIoThread {
     if (Atomics.compareExchange(this.#control, Control.STATE, State.IDLE, State.EXIT) === State.IDLE) {
       Atomics.notify(this.#control, Control.STATE);
       this.#freed = true;
-      this.#worker.once('exit', () => freeNative(this.#area));
+      this.#worker.once('exit', () => this.#area.free());
     }
   }
 }

@@ -9,7 +9,7 @@ import { Errno, SyscallError } from './errors.js';
 import {
   AF_UNIX, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC, SOCKADDR_UN, SOL_SOCKET, SO_ACCEPTCONN,
   SO_TYPE, MSGHDR, IOVEC, CMSGHDR, CMSG_RECV_SPACE, SCM_RIGHTS, MSG_CTRUNC, MSG_DONTWAIT,
-  MSG_NOSIGNAL, MSG_CMSG_CLOEXEC, cmsgAlign,
+  MSG_NOSIGNAL, MSG_CMSG_CLOEXEC, FIONREAD, cmsgAlign,
 } from './layouts.js';
 
 /** Thrown before any syscall when a path does not fit sun_path (with its NUL). */
@@ -109,6 +109,13 @@ export function sendBytes(fd: number, bytes: Uint8Array): SendResult {
     if (errno === Errno.EAGAIN) return { kind: 'again' };
     throw new SyscallError('send', errno);
   }
+}
+
+const available = new Int32Array(1);
+
+/** Bytes queued for reading on a stream socket (FIONREAD); 0 when it cannot tell. */
+export function bytesAvailable(fd: number): number {
+  return libc.ioctlInt(fd, FIONREAD, available) < 0 ? 0 : (available[0] ?? 0);
 }
 
 export type ReceiveResult =

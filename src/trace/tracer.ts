@@ -64,6 +64,14 @@ export class Tracer implements ServerObserver {
     this.#now = now;
   }
 
+  /** Request-level trace points need every request's events, which the fast path does not report. */
+  get wantsRequests(): boolean {
+    const names: TraceEventName[] = [
+      'prh_request', 'prh_response', 'thread_pool_submit', 'thread_pool_complete', 'prh_sgio_submit', 'prh_sgio_complete',
+    ];
+    return names.some((name) => this.#on(name));
+  }
+
   #on(name: TraceEventName): boolean {
     return this.#enabled.has(name);
   }

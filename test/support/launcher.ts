@@ -188,25 +188,43 @@ export function loadedSgIoThreads(helper: Helper): number {
 
 /**
  * Brings the helper to its steady state, then returns its idle fd count: the baseline for
- * leak checks. SG_IO threads open fds of their own (an event loop each): one thread starts
- * with the helper, and a second one as soon as requests queue up (src/exec/sgio-pool.ts).
- * Concurrent requests are sent until both exist and have loaded.
+ * leak checks. SG_IO threads open fds of their own (an event loop each). With the fast path
+ * (src/server/fast-path.ts) its two workers start with the first connection, and the main
+ * thread's pool starts threads for requests that arrive in pieces (served there): one,
+ * and a second as soon as such requests queue up (src/exec/sgio-pool.ts). Without it (-v),
+ * only the pool's. Concurrent requests, whole and split in two writes, are sent until the
+ * number of loaded SG_IO threads stops growing.
  */
 export async function warmBaseline(helper: Helper): Promise<number> {
   const fd = openSync('/dev/null', 'r');
+  const cdb = prInCdb({ sa: 0, allocationLength: 8 });
   const burst = async (connections: number): Promise<void> => {
     const clients = await Promise.all(Array.from({ length: connections }, () => PrClient.connect(helper.socketPath)));
-    await Promise.all(clients.map(async (c) => {
-      for (let i = 0; i < 10; i++) c.send(prInCdb({ sa: 0, allocationLength: 8 }), [fd]);
-      for (let i = 0; i < 10; i++) await c.readResponse();
+    await Promise.all(clients.map(async (c, i) => {
+      for (let r = 0; r < 10; r++) {
+        if ((i + r) % 2 === 0) {
+          c.send(cdb, [fd]);
+        } else {
+          // A CDB in two writes: the fast path leaves it to the main thread.
+          c.send(cdb.subarray(0, 8), [fd]);
+          await new Promise((resolve) => setTimeout(resolve, 2));
+          c.send(cdb.subarray(8));
+        }
+        await c.readResponse();
+      }
       c.close();
     }));
   };
+  let seen = -1;
+  let stable = 0;
   try {
     await pollUntil(async () => {
       await burst(16);
-      return loadedSgIoThreads(helper) >= 2;
-    }, 'two loaded SG_IO threads');
+      const loaded = loadedSgIoThreads(helper);
+      stable = loaded === seen ? stable + 1 : 0;
+      seen = loaded;
+      return loaded >= 2 && stable >= 2;
+    }, 'the SG_IO threads to load');
   } finally {
     closeSync(fd);
   }

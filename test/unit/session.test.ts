@@ -310,3 +310,84 @@ describe('Session fuzz', () => {
     }), { numRuns: 1000 });
   });
 });
+
+describe('Session hand-over between threads (src/server/fast-path.ts)', () => {
+  /** A request fed in one piece to a fresh session after the handshake. */
+  function executeStep(session: Session, bytes: Uint8Array, fd: number): Step {
+    return session.feed(bytes, [fd]);
+  }
+
+  test('afterHandshake starts at rest, between requests, with the given features', () => {
+    const s = Session.afterHandshake(1);
+    assert.equal(s.phase, 'cdb');
+    assert.equal(s.atRest, true);
+    assert.equal(s.clientFeatures, 1);
+    assert.deepEqual(s.need(), { length: 16, acceptsFds: true });
+  });
+
+  test('atRest is false during the handshake, mid-CDB, waiting for parameters and executing', () => {
+    const s = new Session();
+    assert.equal(s.atRest, false, 'handshake');
+    s.feed(new Uint8Array(4), []);
+    assert.equal(s.atRest, true, 'after the handshake');
+    s.feed(prInCdb({ sa: 0, allocationLength: 8 }).subarray(0, 3), []);
+    assert.equal(s.atRest, false, 'three CDB bytes');
+    const t = Session.afterHandshake(0);
+    t.feed(new Uint8Array(0), [7]);
+    assert.equal(t.atRest, false, 'an fd without bytes');
+    const u = Session.afterHandshake(0);
+    u.feed(prOutCdb({ sa: 0, paramLength: 24 }), [7]);
+    assert.equal(u.atRest, false, 'waiting for parameters');
+    const v = Session.afterHandshake(0);
+    assert.equal(executeStep(v, prInCdb({ sa: 0, allocationLength: 8 }), 7).kind, 'execute');
+    assert.equal(v.atRest, false, 'executing');
+  });
+
+  test('a request read by one session is answered by another that adopts it, byte for byte as the first would', () => {
+    const reader = Session.afterHandshake(0);
+    const step = executeStep(reader, prInCdb({ sa: 0, allocationLength: 8 }), 9);
+    assert.equal(step.kind, 'execute');
+    if (step.kind !== 'execute') return;
+    const owner = Session.afterHandshake(0);
+    owner.adopt(step.request);
+    assert.equal(owner.phase, 'executing');
+    const outcome = { status: ScsiStatus.GOOD, sense: new Uint8Array(0), data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]) };
+    const expected = reader.respond(step.request, outcome);
+    assert.deepEqual(owner.respond(step.request, outcome), expected);
+    assert.equal(owner.atRest, true);
+  });
+
+  test('adopt refuses a session that is not at rest (nothing is overwritten)', () => {
+    const request = { opcode: 0x5e, cdb: prInCdb({ sa: 0, allocationLength: 8 }), fd: 3, transferLength: 8, parameters: new Uint8Array(0) };
+    assert.throws(() => new Session().adopt(request), /handshake/);
+    const partial = Session.afterHandshake(0);
+    partial.feed(prInCdb({ sa: 0, allocationLength: 8 }).subarray(0, 5), [4]);
+    assert.throws(() => partial.adopt(request), /partial/);
+    assert.equal(partial.end().discardFds[0], 4, 'the partial request keeps its fd');
+  });
+
+  test('replaying the chunks a worker read gives the same steps at every split offset', () => {
+    const cdb = prOutCdb({ sa: 0, paramLength: 24 });
+    const params = prOutParams({ saKey: 0x1234n });
+    const whole = concat(cdb, params);
+    for (let split = 1; split < whole.length; split++) {
+      const direct = Session.afterHandshake(0);
+      const replayed = Session.afterHandshake(0);
+      const first = whole.subarray(0, Math.min(split, 16));
+      const steps = [direct.feed(first, [5])];
+      // The replaying session gets the same first chunk (as a worker hands it back) ...
+      assert.deepEqual(replayed.feed(first.slice(), [5]), steps[0]);
+      // ... and both read the rest the same way.
+      let at = first.length;
+      while (at < whole.length) {
+        const need = direct.need();
+        assert.ok(need);
+        const piece = whole.subarray(at, at + Math.min(need.length, Math.max(1, split)));
+        assert.deepEqual(replayed.feed(piece, []), direct.feed(piece, []));
+        at += piece.length;
+      }
+      assert.equal(direct.phase, 'executing');
+      assert.equal(replayed.phase, 'executing');
+    }
+  });
+});

@@ -1,0 +1,227 @@
+/**
+ * A fast-path worker thread (see fast-path.ts): waits on the shared epoll set and serves
+ * whole requests on the connections it receives, synchronously: read the CDB (and fd) and
+ * parameters, run ioctl(SG_IO) here, send the response, re-arm. Nothing it cannot finish
+ * without waiting is consumed: a partial request, end of file or anything invalid stays
+ * queued in the socket and the connection goes back to the main thread, which has the
+ * full per-connection state machine and logs.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Opcode } from '../scsi/constants.js';
+import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
+import { Session, requestTransferLength, type Step } from '../protocol/session.js';
+import { planSgIo, sgIoOutcome } from '../exec/sgio-executor.js';
+import { blockDeviceOf, isMultipathMap } from '../exec/mpath-executor.js';
+import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
+import { MessageReceiver, bytesAvailable, sendBytes } from '../sys/socket.js';
+import { SgIoArea, runSgIoHere } from '../sys/sgio.js';
+import { SyscallError } from '../sys/errors.js';
+import { closeFd, nameThisThread, threadId } from '../sys/fd.js';
+import { SGIO_THREAD_NAME } from '../sys/sgio-control.js';
+import {
+  Flag, Owner, WorkerControl, stateWord, tagGeneration, tagSlot, type Handback, type ReceivedChunk, type WorkerData,
+  type WorkerMessage,
+} from './fast-path-shared.js';
+
+const data = workerData as WorkerData;
+const slots = new Int32Array(data.slots);
+const owners = new Int32Array(data.owners);
+const served = new Int32Array(data.requests);
+const flags = new Int32Array(data.flags);
+const control = new Int32Array(data.control);
+const epoll = new OneShotEpoll(data.epollFd);
+const waiter = new EpollWaiter(data.epollFd, 16);
+const receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
+const area = new SgIoArea();
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * QEMU writes PR OUT parameters right after the CDB, in a second write. Waiting this long
+ * for them here saves sending the connection to the main thread; a peer that trickles
+ * bytes costs a worker at most this per wake-up.
+ */
+const PARAMETER_WAIT_MS = 5;
+const PARAMETER_POLL_MS = 0.05;
+
+type Served = 'served' | 'idle' | Omit<Handback, 'type' | 'tag'>;
+
+function post(message: WorkerMessage): void {
+  parentPort?.postMessage(message);
+}
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) closeFd(fd);
+}
+
+function chunkFds(chunks: readonly ReceivedChunk[]): number[] {
+  return chunks.flatMap((c) => c.fds);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** True once `total` bytes are queued, waiting up to PARAMETER_WAIT_MS for them. */
+function waitForBytes(fd: number, total: number): boolean {
+  const deadline = performance.now() + PARAMETER_WAIT_MS;
+  for (;;) {
+    if (bytesAvailable(fd) >= total) return true;
+    if (performance.now() >= deadline) return false;
+    Atomics.wait(pause, 0, 0, PARAMETER_POLL_MS);
+  }
+}
+
+/**
+ * Reads up to `length` bytes without waiting, appending them to `chunks`. 'short' when
+ * fewer were queued. At end of file an empty chunk is appended: the connection must go
+ * back (re-arming it would wake a worker again at once, forever).
+ */
+function gather(fd: number, length: number, acceptsFds: boolean, chunks: ReceivedChunk[]): 'complete' | 'short' | { failure: string } {
+  let have = 0;
+  while (have < length) {
+    const got = receiver.receive(fd, length - have);
+    switch (got.kind) {
+      case 'again':
+        return 'short';
+      case 'eof':
+        // The main thread reads the end of file again and reports it.
+        chunks.push({ bytes: new Uint8Array(0), fds: got.fds });
+        return 'short';
+      case 'error':
+        closeAll(chunkFds(chunks));
+        return { failure: `Unable to read from socket: ${got.error.description}` };
+      case 'data':
+        if (got.truncated && acceptsFds) {
+          // MSG_CTRUNC: the kernel dropped fds that did not fit (spec §3.5 row 2).
+          closeAll([...chunkFds(chunks), ...got.fds]);
+          return { failure: 'More than one file descriptor in request, closing socket.' };
+        }
+        chunks.push({ bytes: got.bytes.slice(), fds: got.fds });
+        have += got.bytes.length;
+    }
+  }
+  return 'complete';
+}
+
+/** Serves one request if all of it is queued; otherwise gives back what was read. */
+function serveOne(fd: number, slot: number): Served {
+  const chunks: ReceivedChunk[] = [];
+  const cdbRead = gather(fd, PR_HELPER_CDB_SIZE, true, chunks);
+  if (cdbRead === 'short') return chunks.length === 0 ? 'idle' : { replay: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
+  if (cdbRead !== 'complete') return cdbRead;
+  const cdb = new Uint8Array(PR_HELPER_CDB_SIZE);
+  let at = 0;
+  for (const c of chunks) {
+    cdb.set(c.bytes, at);
+    at += c.bytes.length;
+  }
+  const transferLength = requestTransferLength(cdb);
+  if (cdb[0] === Opcode.PERSISTENT_RESERVE_OUT && transferLength > 0 && transferLength <= PR_HELPER_DATA_SIZE) {
+    if (!waitForBytes(fd, transferLength)) return { replay: chunks };
+    const parametersRead = gather(fd, transferLength, false, chunks);
+    if (parametersRead === 'short') return { replay: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
+    if (parametersRead !== 'complete') return parametersRead;
+  }
+  // Everything is here: the Session validates it exactly as on the main thread.
+  let step: Step | null = null;
+  for (const c of chunks) {
+    if (step !== null && step.kind !== 'need-more') {
+      closeAll(c.fds);
+      continue;
+    }
+    step = state.session.feed(c.bytes, c.fds);
+    closeAll(step.discardFds);
+  }
+  if (step === null || step.kind === 'need-more') throw new Error('a complete request left the session waiting');
+  if (step.kind === 'close') {
+    state.session = Session.afterHandshake(0);
+    return { failure: step.error.message };
+  }
+  const request = step.request;
+  const device = blockDeviceOf(request.fd);
+  if (device !== null && isMultipathMap(device)) {
+    // libmpathpersist runs on the main thread's multipath executor.
+    state.session = Session.afterHandshake(0);
+    return { request };
+  }
+  let outcome;
+  try {
+    const plan = planSgIo(request, data.timeoutMs);
+    if (plan.kind === 'answer') {
+      outcome = plan.outcome;
+    } else {
+      Atomics.add(control, WorkerControl.SEQ, 1);
+      outcome = sgIoOutcome(request, runSgIoHere(area, request.fd, plan.command, control, WorkerControl.ENTERED));
+    }
+  } finally {
+    // The device fd is closed before the response is sent (spec §3.5 row 7).
+    closeFd(request.fd);
+  }
+  Atomics.add(served, slot, 1);
+  let response = state.session.respond(request, outcome);
+  while (response.length > 0) {
+    let sent;
+    try {
+      sent = sendBytes(fd, response);
+    } catch (error) {
+      return { failure: `Unable to write to socket: ${error instanceof SyscallError ? error.description : describe(error)}` };
+    }
+    if (sent.kind === 'again') return { pending: response.slice() };
+    response = response.subarray(sent.count);
+  }
+  return 'served';
+}
+
+/**
+ * One Session for whichever connection this worker serves: between requests a session holds
+ * nothing but the client's features, which do not matter past the handshake (spec §3.2).
+ */
+const state = { session: Session.afterHandshake(0) };
+
+function serve(fd: number, tag: number): void {
+  const slot = tagSlot(tag);
+  const generation = tagGeneration(tag);
+  const armed = stateWord(generation, Owner.ARMED);
+  const mine = stateWord(generation, Owner.WORKER);
+  // The main thread may have taken the connection back (shutdown) or closed it already.
+  if (Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
+  Atomics.store(owners, slot, data.index);
+  let handback: Omit<Handback, 'type' | 'tag'> | null = null;
+  try {
+    // One request per wake-up: re-arming reports a pipelined one at once, behind the
+    // connections already waiting.
+    if (Atomics.load(flags, Flag.DRAINING) !== 0) {
+      handback = {};
+    } else {
+      const result = serveOne(fd, slot);
+      if (result !== 'served' && result !== 'idle') handback = result;
+    }
+    if (handback === null) {
+      Atomics.store(slots, slot, armed);
+      epoll.arm(fd, tag);
+      // Shutdown may have begun between the check above and the store: the main thread
+      // then found the slot busy and waits for it to come back.
+      if (Atomics.load(flags, Flag.DRAINING) === 0 || Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
+      handback = {};
+    }
+  } catch (error) {
+    // A bug costs this connection, not the helper.
+    closeAll(state.session.end().discardFds);
+    state.session = Session.afterHandshake(0);
+    handback = { failure: `Internal error on connection ${fd}: ${describe(error)}` };
+  }
+  Atomics.store(slots, slot, stateWord(generation, Owner.MAIN));
+  post({ type: 'handback', tag, ...handback });
+}
+
+nameThisThread(SGIO_THREAD_NAME);
+Atomics.store(control, WorkerControl.TID, threadId());
+post({ type: 'ready' });
+
+const timeout = data.extra ? 1000 : -1;
+for (;;) {
+  const n = waiter.wait(timeout);
+  for (let i = 0; i < n; i++) serve(waiter.fd(i), waiter.tag(i));
+  if (Atomics.load(control, WorkerControl.EXIT) !== 0) break;
+}
+parentPort?.close();

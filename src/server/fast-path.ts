@@ -1,0 +1,296 @@
+/**
+ * The fast path: idle connections wait in one epoll set shared by a few worker threads,
+ * and whichever worker the kernel wakes serves the next request from start to end on its
+ * own thread (read, SG_IO, respond), without the main thread. This removes the two
+ * cross-thread hand-offs per request of the main-thread path; see README "Performance".
+ *
+ * Ownership: a connection belongs to the main thread (its Connection object) except while
+ * it is handed over here. Each one then has a slot whose state word (fast-path-shared.ts)
+ * says who may touch it: armed in the epoll set, or taken by exactly one worker (a
+ * compare-and-swap, and EPOLLONESHOT). A worker returns it with a Handback message for
+ * anything it cannot finish without waiting or without the main thread: partial or
+ * invalid input, end of file, a multipath device, a full socket buffer, shutdown.
+ *
+ * Stuck devices (spec §9 item 11): a worker inside SG_IO for two checks in a row and
+ * asleep in the kernel is stuck. The other workers keep serving every other connection;
+ * while fewer than `workers` are free, more are started, up to `maxWorkers`. Extra
+ * workers leave once no worker is stuck.
+ */
+import { Worker } from 'node:worker_threads';
+import { OneShotEpoll } from '../sys/epoll.js';
+import { threadSleeping } from '../sys/sgio.js';
+import {
+  Flag, GENERATION_MASK, MAX_SLOTS, Owner, WorkerControl, slotTag, stateWord, tagGeneration, tagSlot,
+  type Handback, type WorkerData, type WorkerMessage,
+} from './fast-path-shared.js';
+
+export interface FastPathOptions {
+  /** Workers kept free for new requests. */
+  workers: number;
+  maxWorkers: number;
+  /** SG_IO timeout in milliseconds (spec §9 item 1). */
+  timeoutMs: number;
+  /** Interval of the stuck-worker check. */
+  checkMs: number;
+}
+
+export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs'> = { workers: 2, maxWorkers: 64, checkMs: 50 };
+
+/** What the fast path needs from a connection. */
+export interface FastPathClient {
+  readonly fd: number;
+  /** The connection is the main thread's again (see Handback); `requests` were served meanwhile. */
+  resume(handback: Handback, requests: number): void;
+}
+
+/** A connection's place on the fast path. */
+export interface FastPathTicket {
+  readonly slot: number;
+  readonly generation: number;
+}
+
+interface WorkerState {
+  index: number;
+  worker: Worker;
+  control: Int32Array;
+  ready: boolean;
+  extra: boolean;
+  /** SEQ as last seen inside an ioctl, for the two-checks rule. */
+  seenSeq: number | null;
+  stuck: boolean;
+}
+
+const WORKER_URL = new URL('./fast-path-worker.js', import.meta.url);
+
+export class FastPath {
+  readonly #options: FastPathOptions;
+  readonly #epoll = new OneShotEpoll();
+  readonly #slots = new Int32Array(new SharedArrayBuffer(4 * MAX_SLOTS));
+  readonly #owners = new Int32Array(new SharedArrayBuffer(4 * MAX_SLOTS));
+  readonly #served = new Int32Array(new SharedArrayBuffer(4 * MAX_SLOTS));
+  readonly #flags = new Int32Array(new SharedArrayBuffer(4 * Flag.SIZE));
+  readonly #clients: (FastPathClient | null)[] = new Array<FastPathClient | null>(MAX_SLOTS).fill(null);
+  readonly #generations = new Int32Array(MAX_SLOTS);
+  readonly #free: number[] = [];
+  readonly #workers: WorkerState[] = [];
+  #nextIndex = 0;
+  #attached = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #disabled = false;
+  #closed = false;
+  /** Called when the fast path stops working (a worker failed to load): connections stay on the main thread. */
+  onDisabled: ((reason: string) => void) | null = null;
+
+  constructor(options: FastPathOptions) {
+    this.#options = options;
+    for (let slot = MAX_SLOTS - 1; slot >= 0; slot--) this.#free.push(slot);
+  }
+
+  /** True while connections may be handed over. */
+  get enabled(): boolean {
+    return !this.#disabled && !this.#closed && Atomics.load(this.#flags, Flag.DRAINING) === 0;
+  }
+
+  /** Connections being served by a worker right now. */
+  get busy(): number {
+    let n = 0;
+    for (let slot = 0; slot < MAX_SLOTS; slot++) if (((this.#slots[slot] ?? 0) & 3) === Owner.WORKER) n++;
+    return n;
+  }
+
+  get workerCount(): number {
+    return this.#workers.length;
+  }
+
+  /** A slot for `client`, or null when none is free (it stays on the main thread). */
+  attach(client: FastPathClient): FastPathTicket | null {
+    if (!this.enabled) return null;
+    const slot = this.#free.pop();
+    if (slot === undefined) return null;
+    const generation = ((this.#generations[slot] ?? 0) + 1) & GENERATION_MASK;
+    this.#generations[slot] = generation;
+    Atomics.store(this.#slots, slot, stateWord(generation, Owner.MAIN));
+    Atomics.store(this.#served, slot, 0);
+    this.#clients[slot] = client;
+    // The workers start with the first connection: an unused helper stays small, and
+    // start-up is not slowed by loading them. Until one has loaded, armed connections wait.
+    if (this.#nextIndex === 0) for (let i = 0; i < this.#options.workers; i++) this.#spawn(false);
+    if (this.#attached++ === 0) this.#startTimer();
+    return { slot, generation };
+  }
+
+  /**
+   * Hands an idle connection (between requests, nothing buffered) to the workers. False
+   * when the fast path cannot take it; the caller keeps serving it.
+   */
+  handOver(ticket: FastPathTicket, fd: number): boolean {
+    if (!this.enabled) return false;
+    Atomics.store(this.#slots, ticket.slot, stateWord(ticket.generation, Owner.ARMED));
+    try {
+      this.#epoll.arm(fd, slotTag(ticket.slot, ticket.generation));
+      return true;
+    } catch {
+      Atomics.store(this.#slots, ticket.slot, stateWord(ticket.generation, Owner.MAIN));
+      return false;
+    }
+  }
+
+  /**
+   * Takes a handed-over connection back, if no worker has it. True: the caller owns it
+   * again now; false: a worker has it and will hand it back (resume) soon.
+   */
+  reclaim(ticket: FastPathTicket): boolean {
+    const armed = stateWord(ticket.generation, Owner.ARMED);
+    return Atomics.compareExchange(this.#slots, ticket.slot, armed, stateWord(ticket.generation, Owner.MAIN)) === armed;
+  }
+
+  /** Requests workers served on this connection since the last call. */
+  takeServed(ticket: FastPathTicket): number {
+    return Atomics.exchange(this.#served, ticket.slot, 0);
+  }
+
+  /** Frees the slot of a connection the main thread owns and is closing (before it closes the fd). */
+  detach(ticket: FastPathTicket, fd: number): void {
+    if (this.#clients[ticket.slot] === null) return;
+    this.#epoll.remove(fd);
+    this.#clients[ticket.slot] = null;
+    Atomics.store(this.#slots, ticket.slot, stateWord(ticket.generation, Owner.MAIN));
+    this.#free.push(ticket.slot);
+    if (--this.#attached === 0) this.#stopTimer();
+  }
+
+  /** Shutdown: workers hand connections back instead of re-arming them. */
+  drain(): void {
+    Atomics.store(this.#flags, Flag.DRAINING, 1);
+  }
+
+  /** Stops the workers (a worker inside SG_IO finishes first; the process exits anyway). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stopTimer();
+    for (const w of this.#workers) {
+      w.worker.removeAllListeners();
+      void w.worker.terminate();
+    }
+    this.#workers.length = 0;
+  }
+
+  #spawn(extra: boolean): void {
+    const control = new Int32Array(new SharedArrayBuffer(4 * WorkerControl.SIZE));
+    const index = this.#nextIndex++;
+    const workerData: WorkerData = {
+      index, epollFd: this.#epoll.fd, slots: this.#slots.buffer as SharedArrayBuffer, owners: this.#owners.buffer as SharedArrayBuffer,
+      requests: this.#served.buffer as SharedArrayBuffer, flags: this.#flags.buffer as SharedArrayBuffer,
+      control: control.buffer as SharedArrayBuffer, timeoutMs: this.#options.timeoutMs, extra,
+    };
+    const worker = new Worker(WORKER_URL, {
+      workerData,
+      // The thread serves sockets and ioctls with small, short-lived objects.
+      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
+      stdout: false,
+      stderr: false,
+    });
+    worker.unref();
+    const state: WorkerState = { index, worker, control, ready: false, extra, seenSeq: null, stuck: false };
+    worker.on('message', (message: WorkerMessage) => this.#message(state, message));
+    worker.on('error', (error: Error) => this.#died(state, error.message));
+    worker.on('exit', () => this.#died(state, 'the thread exited'));
+    this.#workers.push(state);
+  }
+
+  #message(state: WorkerState, message: WorkerMessage): void {
+    if (message.type === 'ready') {
+      state.ready = true;
+      return;
+    }
+    const slot = tagSlot(message.tag);
+    const client = this.#clients[slot];
+    if (client === null || client === undefined || this.#generations[slot] !== tagGeneration(message.tag)) return;
+    client.resume(message, Atomics.exchange(this.#served, slot, 0));
+  }
+
+  #died(state: WorkerState, reason: string): void {
+    const index = this.#workers.indexOf(state);
+    if (index < 0) return;
+    this.#workers.splice(index, 1);
+    if (this.#closed) return;
+    const leaving = Atomics.load(state.control, WorkerControl.EXIT) !== 0;
+    // A connection the thread was serving is lost with it: close it, with the reason.
+    for (let slot = 0; slot < MAX_SLOTS; slot++) {
+      const client = this.#clients[slot];
+      const generation = this.#generations[slot] ?? 0;
+      if (client && this.#slots[slot] === stateWord(generation, Owner.WORKER) && this.#owners[slot] === state.index) {
+        Atomics.store(this.#slots, slot, stateWord(generation, Owner.MAIN));
+        client.resume({ type: 'handback', tag: slotTag(slot, generation), failure: `Internal error: fast-path thread failed (${reason})` },
+          Atomics.exchange(this.#served, slot, 0));
+      }
+    }
+    if (leaving) return;
+    if (!state.ready) {
+      // It never loaded: stop handing connections over and give back the armed ones.
+      this.#disable(`a fast-path thread failed to start (${reason})`);
+      return;
+    }
+    this.#spawn(state.extra);
+  }
+
+  #disable(reason: string): void {
+    if (this.#disabled) return;
+    this.#disabled = true;
+    this.onDisabled?.(reason);
+    for (let slot = 0; slot < MAX_SLOTS; slot++) {
+      const client = this.#clients[slot];
+      const generation = this.#generations[slot] ?? 0;
+      if (client && this.reclaim({ slot, generation })) {
+        client.resume({ type: 'handback', tag: slotTag(slot, generation) }, Atomics.exchange(this.#served, slot, 0));
+      }
+    }
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== null || this.#closed) return;
+    this.#timer = setInterval(() => this.#check(), this.#options.checkMs);
+    this.#timer.unref();
+  }
+
+  #stopTimer(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** The stuck-worker check (see the header). */
+  #check(): void {
+    let stuck = 0;
+    for (const w of this.#workers) {
+      const entered = Atomics.load(w.control, WorkerControl.ENTERED) === 1;
+      const seq = Atomics.load(w.control, WorkerControl.SEQ);
+      if (!entered) {
+        w.seenSeq = null;
+        w.stuck = false;
+        continue;
+      }
+      if (w.seenSeq === seq) {
+        w.stuck = w.stuck || threadSleeping(Atomics.load(w.control, WorkerControl.TID));
+      } else {
+        w.seenSeq = seq;
+        w.stuck = false;
+      }
+      if (w.stuck) stuck++;
+    }
+    const free = this.#workers.filter((w) => !w.stuck && Atomics.load(w.control, WorkerControl.EXIT) === 0).length;
+    if (stuck > 0) {
+      for (let n = free; n < this.#options.workers && this.#workers.length < this.#options.maxWorkers; n++) this.#spawn(true);
+      return;
+    }
+    // No device is stuck: let extra workers go, down to `workers`.
+    let surplus = free - this.#options.workers;
+    for (const w of this.#workers) {
+      if (surplus <= 0) break;
+      if (w.extra && w.ready && Atomics.load(w.control, WorkerControl.EXIT) === 0) {
+        Atomics.store(w.control, WorkerControl.EXIT, 1);
+        surplus--;
+      }
+    }
+  }
+}
