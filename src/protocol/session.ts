@@ -64,7 +64,11 @@ export function requestTransferLength(cdb: Uint8Array): number {
 
 export class Session {
   #phase: Phase = 'handshake';
-  #buf = new Uint8Array(PR_HELPER_DATA_SIZE);
+  /**
+   * The handshake reply, then each PR OUT parameter list, sized exactly: nothing of up to
+   * 8 KiB stays allocated per idle connection.
+   */
+  #buf = new Uint8Array(HANDSHAKE_SIZE);
   #got = 0;
   #cdb = new Uint8Array(PR_HELPER_CDB_SIZE);
   #fd: number | null = null;
@@ -194,6 +198,7 @@ export class Session {
     this.#got = 0;
     if (opcode === Opcode.PERSISTENT_RESERVE_OUT && transferLength > 0) {
       this.#phase = 'parameters';
+      this.#buf = new Uint8Array(transferLength);
       return more();
     }
     return this.#execute();
@@ -209,7 +214,7 @@ export class Session {
       fd,
       transferLength: this.#transferLength,
       parameters: opcode === Opcode.PERSISTENT_RESERVE_OUT
-        ? this.#buf.slice(0, this.#transferLength)
+        ? this.#takeParameters()
         : new Uint8Array(0),
     };
     this.#fd = null;
@@ -253,6 +258,12 @@ export class Session {
       return { error: new ProtocolError('eof-in-cdb', 'Unexpected end-of-file in the middle of a request'), discardFds };
     }
     return { error: null, discardFds };
+  }
+
+  #takeParameters(): Uint8Array {
+    const parameters = this.#buf.subarray(0, this.#transferLength);
+    this.#buf = new Uint8Array(0);
+    return parameters;
   }
 
   #startCdb(): void {

@@ -41,7 +41,6 @@ export class Connection implements FastPathClient {
   readonly fd: number;
   readonly #deps: ConnectionDeps;
   readonly #session = new Session();
-  readonly #receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
   readonly #watcher: FdWatcher;
   #pending: Uint8Array | null = null;
   #executing = false;
@@ -162,7 +161,7 @@ export class Connection implements FastPathClient {
     for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.#closed && !this.busy && !this.#draining; i++) {
       const need = this.#session.need();
       if (need === null) return;
-      const got = this.#receiver.receive(this.fd, need.length);
+      const got = sharedReceiver().receive(this.fd, need.length);
       switch (got.kind) {
         case 'again':
           return;
@@ -293,10 +292,20 @@ export class Connection implements FastPathClient {
     closeAll(this.#session.end().discardFds);
     this.#watcher.close();
     closeFd(this.fd);
-    this.#receiver.free();
     this.#deps.observer.notify({ type: 'closed', connection: this.#deps.info, reason: this.#reason, requests: this.#requests });
     this.#deps.onClosed(this);
   }
+}
+
+let receiver: MessageReceiver | null = null;
+
+/**
+ * One receive area for every connection on the main thread: it is single-threaded and the
+ * Session copies what it is fed, so nothing is kept per connection (10 KiB each otherwise).
+ */
+function sharedReceiver(): MessageReceiver {
+  receiver ??= new MessageReceiver(PR_HELPER_DATA_SIZE);
+  return receiver;
 }
 
 function closeAll(fds: readonly number[]): void {
