@@ -21,12 +21,6 @@ import {
   ListenError, adoptActivatedSocket, adoptListeningSocket, claimActivatedFds, discardListener, listenOnPath,
   LISTEN_BACKLOG, type ListenerInfo,
 } from '../server/listener.js';
-import { combineObservers } from '../server/events.js';
-import { RequestLog } from '../log/request-log.js';
-import { Server } from '../server/server.js';
-import { SgIoExecutor } from '../exec/sgio-executor.js';
-import { SgIoPool, DEFAULT_POOL_OPTIONS } from '../exec/sgio-pool.js';
-import { FastPath, DEFAULT_FAST_PATH_OPTIONS } from '../server/fast-path.js';
 import { lookupGroupId, lookupUserId } from '../sys/accounts.js';
 import { KOFFI_VERSION } from '../sys/libc.js';
 import { exitImmediately, isOpenFd } from '../sys/fd.js';
@@ -41,10 +35,8 @@ import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
 import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } from '../privileges/policy.js';
 import { CAP_SYS_ADMIN, describeMask, maskOf } from '../privileges/capabilities.js';
 import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../sys/mpath.js';
-import { MultipathExecutor } from '../exec/mpath-executor.js';
 import { TRACE_EVENT_NAMES } from '../trace/events.js';
 import { expandLogfileTemplate, type EventsFileRead } from '../trace/options.js';
-import { Tracer, fileTraceSink, stderrTraceSink } from '../trace/tracer.js';
 import {
   decodeTraceHandoff, encodeTraceHandoff, TRACE_HANDOFF_VARIABLE, TraceHandoffError, type TraceHandoff,
 } from '../trace/handoff.js';
@@ -307,7 +299,34 @@ function multipathOpener(log: Logger, uid: number, kept: bigint): () => Promise<
   });
 }
 
+/**
+ * What only a serving image needs, imported when it starts serving: the root image that
+ * drops privileges and re-executes never loads it (start-up time, README "Performance").
+ */
+async function servingModules() {
+  const [events, requestLog, server, sgioExecutor, sgioPool, fastPath, mpathExecutor, tracer] = await Promise.all([
+    import('../server/events.js'), import('../log/request-log.js'), import('../server/server.js'),
+    import('../exec/sgio-executor.js'), import('../exec/sgio-pool.js'), import('../server/fast-path.js'),
+    import('../exec/mpath-executor.js'), import('../trace/tracer.js'),
+  ]);
+  return { ...events, ...requestLog, ...server, ...sgioExecutor, ...sgioPool, ...fastPath, ...mpathExecutor, ...tracer };
+}
+
 function serve(
+  options: Options, log: Logger, resources: Resources, listener: ListenerInfo, identity: string, uid: number, kept: bigint,
+  trace: TraceHandoff,
+): void {
+  servingModules().then(
+    (modules) => serveWith(modules, options, log, resources, listener, identity, uid, kept, trace),
+    (error: unknown) => failStartup(log, resources, `Cannot load the server: ${error instanceof Error ? error.message : String(error)}`),
+  ).catch((error: unknown) => failStartup(log, resources, `Cannot start serving: ${error instanceof Error ? error.stack : String(error)}`));
+}
+
+function serveWith(
+  {
+    Tracer, fileTraceSink, stderrTraceSink, combineObservers, RequestLog, FastPath, DEFAULT_FAST_PATH_OPTIONS, SgIoPool,
+    DEFAULT_POOL_OPTIONS, SgIoExecutor, MultipathExecutor, Server,
+  }: Awaited<ReturnType<typeof servingModules>>,
   options: Options, log: Logger, resources: Resources, listener: ListenerInfo, identity: string, uid: number, kept: bigint,
   trace: TraceHandoff,
 ): void {

@@ -8,9 +8,9 @@
  * dm-multipath map with queue_if_no_path over scsi_debug, its only path failed, on which
  * SG_IO retries in the kernel every 10 ms and ignores the SG_IO timeout. One connection's
  * PR IN to the map is inside ioctl(SG_IO); another connection's READ KEYS to the LIO disk
- * has been read by the helper (its fd is in the helper's fd table: it waits for the spare
- * SG_IO thread the pool starts when a thread is stuck, seconds under TCG) when SIGTERM
- * comes. That request must still be answered; then, 2 + 5 s after SIGTERM, the helper exits
+ * has been read by the helper (its fd is in the helper's fd table, read by the second
+ * fast-path worker while the first hangs, or waiting for a spare thread, seconds under
+ * TCG) when SIGTERM comes. That request must still be answered; then, 2 + 5 s after SIGTERM, the helper exits
  * 0 with "1 request(s)" on stderr, its socket path gone, the hung connection closed unanswered.
  * The hung ioctl dies with the process (exit_group's SIGKILL ends dm's retry loop), so
  * the map can be removed afterwards.

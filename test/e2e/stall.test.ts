@@ -2,8 +2,9 @@
  * A device that hangs does not hold up other connections. One helper of our own (so the shared
  * instance is unaffected) gets K connections whose PR IN hangs inside ioctl(SG_IO) for
  * SLOW_MS, and meanwhile a series of PR IN READ KEYS to the fast LIO disk on another
- * connection, which must all complete quickly and before the slow device answers: the SG_IO
- * pool (src/exec/sgio-pool.ts) gives the stuck commands their own threads.
+ * connection, which must all complete quickly and before the slow device answers: the
+ * fast path (src/server/fast-path.ts) replaces stuck workers, so the stuck commands hold
+ * only their own threads.
  *
  * The slow device is a dm-multipath map (dmsetup, no multipathd) with queue_if_no_path over
  * a scsi_debug disk, its only path failed. SG_IO on a dm device is passed to the current
@@ -13,9 +14,10 @@
  * SG_IO (seen in each thread's /proc syscall file), by a timer independent of the fast
  * series, and the commands then reach scsi_debug, which answers PERSISTENT RESERVE IN with
  * CHECK CONDITION, INVALID COMMAND OPERATION CODE.
- * What a hang costs the others is measured, not assumed zero: the first fast request waits
- * for the pool to notice the stall (20 ms) and load one more SG_IO thread (1-2.6 s under
- * TCG, where a worker_thread loading koffi is slow); it must stay far below the hang
+ * What a hang costs the others is measured, not assumed zero: the first fast request may
+ * wait for a stuck worker to be noticed (two checks 50 ms apart) and a new one to load
+ * (1-2.6 s under TCG, where a worker_thread loading koffi is slow), if all were taken by
+ * the hung commands; it must stay far below the hang
  * (SLOW_MS / 2), every later one below FAST_MAX_MS, and all before the device comes back.
  * (scsi_debug alone cannot make PR IN slow: it answers unknown opcodes at once, ignoring its
  * `delay` and timeout injection; measured in the guest of Debian's 6.1 kernel.)
@@ -132,8 +134,8 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
       answered++;
       return r;
     });
-    // wait until all K are inside ioctl(SG_IO): the pool has given each a thread of its own
-    // (1 warm, 1 at once, then 1 per stall of 20 ms, each after the previous has loaded)
+    // wait until all K are inside ioctl(SG_IO), each on a thread of its own (the two
+    // workers at once, then one more per stuck worker noticed, each after it has loaded)
     for (;;) {
       if (inSgIo(pid) >= K) break;
       if (since() > 60_000) assert.fail(`only ${inSgIo(pid)} of ${K} hung commands are inside SG_IO after 60 s (helper threads: ${threads(pid)})`);
