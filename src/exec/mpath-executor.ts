@@ -18,7 +18,6 @@
  *   reference's INVALID FIELD IN CDB is sent and the reason logged. REGISTER AND MOVE is
  *   refused as in QEMU, and the reason (the library cannot do it) logged.
  */
-import { readFileSync } from 'node:fs';
 import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
 import { Sense, buildFixedSense } from '../scsi/sense.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
@@ -28,7 +27,8 @@ import {
 } from '../scsi/mpath.js';
 import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
-import { accessMode, blockDeviceNumbers } from '../sys/fd.js';
+import { accessMode } from '../sys/fd.js';
+import { blockDeviceOf, isMultipathMap, type BlockDevice } from './mpath-detect.js';
 import type { MpathLibrary } from '../sys/mpath.js';
 import type { ScsiExecutor } from './executor.js';
 import type { SgIoRunner } from './sgio-executor.js';
@@ -36,25 +36,6 @@ import type { SgIoRunner } from './sgio-executor.js';
 /** multipathd's reply timeout for CLEANUP's commands, as QEMU uses (spec §5.6). */
 const MULTIPATHD_TIMEOUT_MS = 60_000;
 const TEST_UNIT_READY = new Uint8Array([Opcode.TEST_UNIT_READY, 0, 0, 0, 0, 0]);
-
-export interface BlockDevice {
-  major: number;
-  minor: number;
-}
-
-/** The block device behind `fd`, or null for anything else (or an fd fstat rejects). */
-export function blockDeviceOf(fd: number): BlockDevice | null {
-  return blockDeviceNumbers(fd);
-}
-
-/** True for a dm map that multipathd created (its dm uuid starts with "mpath-"). */
-export function isMultipathMap(device: BlockDevice): boolean {
-  try {
-    return readFileSync(`/sys/dev/block/${device.major}:${device.minor}/dm/uuid`, 'latin1').startsWith('mpath-');
-  } catch {
-    return false; // not a dm device (no dm/ directory), or sysfs not readable: plain SG_IO
-  }
-}
 
 function checkCondition(sense: keyof typeof Sense): ScsiOutcome {
   return { status: ScsiStatus.CHECK_CONDITION, sense: buildFixedSense(Sense[sense]), data: new Uint8Array(0) };
