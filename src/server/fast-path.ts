@@ -14,7 +14,7 @@
  * Stuck devices (spec §9 item 11): a worker inside SG_IO for two checks in a row and
  * asleep in the kernel is stuck. The other workers keep serving every other connection;
  * while fewer than `workers` are free, more are started, up to `maxWorkers`. Extra
- * workers leave once no worker is stuck.
+ * workers leave once no worker has been stuck for `idleMs`.
  */
 import { Worker } from 'node:worker_threads';
 import { OneShotEpoll } from '../sys/epoll.js';
@@ -32,9 +32,11 @@ export interface FastPathOptions {
   timeoutMs: number;
   /** Interval of the stuck-worker check. */
   checkMs: number;
+  /** Extra workers leave once no worker has been stuck for this long. */
+  idleMs: number;
 }
 
-export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs'> = { workers: 2, maxWorkers: 64, checkMs: 50 };
+export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs'> = { workers: 2, maxWorkers: 64, checkMs: 50, idleMs: 60_000 };
 
 /** What the fast path needs from a connection. */
 export interface FastPathClient {
@@ -78,6 +80,8 @@ export class FastPath {
   #timer: NodeJS.Timeout | null = null;
   #disabled = false;
   #closed = false;
+  /** When a worker was last seen stuck (performance.now()). */
+  #lastStuck = -Infinity;
   /** Called when the fast path stops working (a worker failed to load): connections stay on the main thread. */
   onDisabled: ((reason: string) => void) | null = null;
 
@@ -156,7 +160,7 @@ export class FastPath {
     this.#clients[ticket.slot] = null;
     Atomics.store(this.#slots, ticket.slot, stateWord(ticket.generation, Owner.MAIN));
     this.#free.push(ticket.slot);
-    if (--this.#attached === 0) this.#stopTimer();
+    --this.#attached;
   }
 
   /** Shutdown: workers hand connections back instead of re-arming them. */
@@ -259,8 +263,12 @@ export class FastPath {
     this.#timer = null;
   }
 
-  /** The stuck-worker check (see the header). */
+  /** The stuck-worker check (see the header); it runs while connections or extra workers exist. */
   #check(): void {
+    if (this.#attached === 0 && !this.#workers.some((w) => w.extra)) {
+      this.#stopTimer();
+      return;
+    }
     let stuck = 0;
     for (const w of this.#workers) {
       const entered = Atomics.load(w.control, WorkerControl.ENTERED) === 1;
@@ -279,11 +287,16 @@ export class FastPath {
       if (w.stuck) stuck++;
     }
     const free = this.#workers.filter((w) => !w.stuck && Atomics.load(w.control, WorkerControl.EXIT) === 0).length;
+    const now = performance.now();
     if (stuck > 0) {
+      this.#lastStuck = now;
       for (let n = free; n < this.#options.workers && this.#workers.length < this.#options.maxWorkers; n++) this.#spawn(true);
       return;
     }
-    // No device is stuck: let extra workers go, down to `workers`.
+    // A slow command (seconds under emulation) can look stuck now and then: extra workers
+    // stay until no worker has been stuck for idleMs, rather than load again each time.
+    if (now - this.#lastStuck < this.#options.idleMs) return;
+    // No device has been stuck for a while: let extra workers go, down to `workers`.
     let surplus = free - this.#options.workers;
     for (const w of this.#workers) {
       if (surplus <= 0) break;

@@ -9,7 +9,7 @@
  * plus the iSCSI recovery configured below, with the helper's mapping of what the kernel
  * returned; and nothing may leak: no device fd left open, the fd count back to its baseline
  * and the thread count back to normal once the extra SG_IO threads have gone (a fast-path
- * worker started for a stuck one leaves within a second or two of the stall's end; the
+ * worker started for a stuck one leaves 60 s after the last stuck worker was seen; the
  * main thread's pool threads, should any have started, after 60 s idle, reaped every 30 s,
  * so the test allows about 100 s for that), and exit 0 on SIGTERM.
  *
@@ -81,7 +81,7 @@ const STALL_MAX_MS = (2 * IO_TIMEOUT_S + ABORT_S + REPLACEMENT_S + 10) * 1000;
 /** READ KEYS per series; allowed slowdown of the series during the stall. */
 const N = 20;
 const FACTOR = 2;
-/** Extra SG_IO threads stop: fast-path workers at once, pool threads after 60 s idle (checked every 30 s). */
+/** Extra SG_IO threads stop 60 s after the last stuck one (fast-path workers) or 60 s idle (pool threads, checked every 30 s). */
 const REAP_WAIT_MS = 100_000;
 const SOCKET = '/tmp/prh-e2e-iscsi-stall.sock';
 const TABLE = 'prh_e2e_iscsi_stall';
