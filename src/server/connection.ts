@@ -89,8 +89,12 @@ export class Connection implements FastPathClient {
     if (!fastPath || this.#closed || this.#draining || this.#pending !== null || !this.#session.atRest) return false;
     this.#ticket ??= fastPath.attach(this);
     if (this.#ticket === null) return false;
+    // Our watch stops first: from the moment it is armed, a worker may be reading it.
     this.#watcher.set({ readable: false, writable: false });
-    if (!fastPath.handOver(this.#ticket, this.fd)) return false;
+    if (!fastPath.handOver(this.#ticket, this.fd)) {
+      this.#watcher.set({ readable: true, writable: false });
+      return false;
+    }
     this.#away = true;
     return true;
   }

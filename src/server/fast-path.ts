@@ -80,6 +80,8 @@ export class FastPath {
   #timer: NodeJS.Timeout | null = null;
   #disabled = false;
   #closed = false;
+  /** When workers died unasked in the last minute (performance.now()). */
+  #deaths: number[] = [];
   /** When a worker was last seen stuck (performance.now()). */
   #lastStuck = -Infinity;
   /** Called when the fast path stops working (a worker failed to load): connections stay on the main thread. */
@@ -231,9 +233,13 @@ export class FastPath {
       }
     }
     if (leaving) return;
-    if (!state.ready) {
-      // It never loaded: stop handing connections over and give back the armed ones.
-      this.#disable(`a fast-path thread failed to start (${reason})`);
+    const now = performance.now();
+    this.#deaths = this.#deaths.filter((t) => now - t < 60_000);
+    this.#deaths.push(now);
+    if (!state.ready || this.#deaths.length > 3) {
+      // It never loaded, or threads keep failing: stop handing connections over and give
+      // back the armed ones; the main thread serves everything from now on.
+      this.#disable(`fast-path threads fail (${reason})`);
       return;
     }
     this.#spawn(state.extra);

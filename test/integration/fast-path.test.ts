@@ -7,11 +7,12 @@
  */
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, cpSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PrClient } from '../support/client.js';
 import { SyscallError } from '../../src/sys/errors.js';
 import {
-  startHelper, idleFdCount, loadedSgIoThreads, pollUntil, warmBaseline, type Helper,
+  REPO_ROOT, startHelper, idleFdCount, loadedSgIoThreads, pollUntil, tempDir, warmBaseline, type Helper,
 } from '../support/launcher.js';
 import { concat, fixedSense96, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 
@@ -58,6 +59,30 @@ test('whole requests are served by the two fast-path workers: the main thread\'s
   } finally {
     assert.equal(await h.stop(), 0, h.stderr());
     h.cleanup();
+  }
+});
+
+test('workers that cannot load: one warning, and every request is served on the main thread', async () => {
+  // A copy of the build whose worker entry throws at load.
+  const root = tempDir('prh-broken-');
+  cpSync(join(REPO_ROOT, 'dist'), join(root, 'dist'), { recursive: true });
+  cpSync(join(REPO_ROOT, 'bin'), join(root, 'bin'), { recursive: true });
+  cpSync(join(REPO_ROOT, 'package.json'), join(root, 'package.json'));
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
+  writeFileSync(join(root, 'dist', 'src', 'server', 'fast-path-worker.js'), "throw new Error('broken on purpose');\n");
+  const h = await startHelper({ binary: join(root, 'bin', 'qemu-pr-helper') });
+  try {
+    const clients = await Promise.all(Array.from({ length: 4 }, () => PrClient.connect(h.socketPath)));
+    await Promise.all(clients.map(async (c) => {
+      for (let i = 0; i < 5; i++) assert.equal((await c.request(prInCdb({ sa: 0, allocationLength: 8 }), devNull, new Uint8Array(0))).status, 2);
+    }));
+    await pollUntil(() => h.stderr().includes('serving every request on the main thread'), 'the warning');
+    assert.equal(h.stderr().split('serving every request on the main thread').length, 2, 'warned once');
+    for (const c of clients) c.close();
+  } finally {
+    assert.equal(await h.stop(), 0, h.stderr());
+    h.cleanup();
+    rmSync(root, { recursive: true, force: true });
   }
 });
 
