@@ -137,6 +137,8 @@ export class Connection implements FastPathClient {
         this.#execute(handback.request);
       } else if (handback.replay) {
         this.#replay(handback.replay);
+        // Shutdown may have begun meanwhile: a partial request is not waited for (drain()).
+        if (this.#draining && !this.busy) this.close();
       } else if (handback.pending) {
         this.#write(handback.pending);
       } else if (this.#draining) {
