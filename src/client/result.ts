@@ -71,15 +71,8 @@ export interface PrOutParametersResult {
   allTargetPorts: boolean;
 }
 
-export interface TransportIdResult {
-  protocol: number;
-  protocolName: string;
-  format: number;
-  identifier: string;
-  iscsiName?: string;
-  isid?: string;
-  bytes: string;
-}
+/** A TransportId in the JSON result: its bytes as hex. */
+export type TransportIdResult = Omit<TransportId, 'bytes'> & { bytes: string };
 
 export interface ReservationResult {
   key: string;
