@@ -103,11 +103,16 @@ function gather(fd: number, length: number, acceptsFds: boolean, chunks: Receive
   return 'complete';
 }
 
+/** The hand-back of a request that is not all here: what was read, without end-of-file markers. */
+function giveBack(chunks: readonly ReceivedChunk[]): Omit<Handback, 'type' | 'tag'> {
+  return { replay: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
+}
+
 /** Serves one request if all of it is queued; otherwise gives back what was read. */
 function serveOne(fd: number, slot: number): Served {
   const chunks: ReceivedChunk[] = [];
   const cdbRead = gather(fd, PR_HELPER_CDB_SIZE, true, chunks);
-  if (cdbRead === 'short') return chunks.length === 0 ? 'idle' : { replay: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
+  if (cdbRead === 'short') return chunks.length === 0 ? 'idle' : giveBack(chunks);
   if (cdbRead !== 'complete') return cdbRead;
   const cdb = new Uint8Array(PR_HELPER_CDB_SIZE);
   let at = 0;
@@ -117,9 +122,9 @@ function serveOne(fd: number, slot: number): Served {
   }
   const transferLength = requestTransferLength(cdb);
   if (cdb[0] === Opcode.PERSISTENT_RESERVE_OUT && transferLength > 0 && transferLength <= PR_HELPER_DATA_SIZE) {
-    if (!waitForBytes(fd, transferLength)) return { replay: chunks };
+    if (!waitForBytes(fd, transferLength)) return giveBack(chunks);
     const parametersRead = gather(fd, transferLength, false, chunks);
-    if (parametersRead === 'short') return { replay: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
+    if (parametersRead === 'short') return giveBack(chunks);
     if (parametersRead !== 'complete') return parametersRead;
   }
   // Everything is here: the Session validates it exactly as on the main thread.
