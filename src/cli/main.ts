@@ -279,9 +279,15 @@ function multipathOpener(log: Logger, uid: number, kept: bigint): () => Promise<
   const path = mpathLibraryPath;
   const none = (): Promise<MpathLibrary | null> => Promise.resolve(null);
   if (path === null) {
-    log.warning('warning: libmpathpersist.so.0 not found: PR commands on dm-multipath devices will be refused. ' +
-      'Install it (Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
-    return none;
+    // A host without multipath devices gets no warning about a feature it does not use:
+    // -v says it at start, and the first multipath fd gets the warning (once).
+    log.info('multipath: libmpathpersist.so.0 not found; PR commands on dm-multipath devices would be refused');
+    return () => {
+      log.warning('warning: a PR command arrived on a dm-multipath device, but libmpathpersist.so.0 is not installed: ' +
+        'PR commands on dm-multipath devices are refused. ' +
+        'Install it (Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
+      return Promise.resolve(null);
+    };
   }
   if ((kept & ADMIN) === 0n) {
     log.warning('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');

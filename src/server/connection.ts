@@ -15,7 +15,7 @@ import type { ScsiOutcome } from '../scsi/constants.js';
 import { closeFd } from '../sys/fd.js';
 import { FdWatcher, type Readiness } from '../sys/poll.js';
 import { MessageReceiver, sendBytes } from '../sys/socket.js';
-import { SyscallError } from '../sys/errors.js';
+import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
 import { describeDevice } from './device-info.js';
 import type { FastPath, FastPathClient, FastPathTicket } from './fast-path.js';
@@ -48,6 +48,8 @@ export class Connection implements FastPathClient {
   #closed = false;
   /** Why the connection is being closed, when it is not a plain end of file. */
   #reason: string | null = null;
+  /** The peer ended the connection (see the 'closed' event). */
+  #peerGone = false;
   #requests = 0;
   #ticket: FastPathTicket | null = null;
   /** Handed over to the fast path: a worker may be serving it; the main thread does not touch it. */
@@ -131,7 +133,7 @@ export class Connection implements FastPathClient {
     try {
       if (handback.failure !== undefined) {
         if (handback.request) closeFd(handback.request.fd);
-        this.#fail(handback.failure);
+        this.#fail(handback.failure, handback.peerGone === true);
       } else if (handback.request) {
         this.#session.adopt(handback.request);
         this.#execute(handback.request);
@@ -176,9 +178,9 @@ export class Connection implements FastPathClient {
           const fds = got.kind === 'eof' ? got.fds : [];
           const end = this.#session.end();
           closeAll([...fds, ...end.discardFds]);
-          if (got.kind === 'error') this.#fail(`Unable to read from socket: ${got.error.description}`);
-          else if (end.error) this.#fail(end.error.message);
-          else this.close();
+          if (got.kind === 'error') this.#fail(`Unable to read from socket: ${got.error.description}`, peerGoneErrno(got.error.errno));
+          else if (end.error) this.#fail(end.error.message, true);
+          else this.#closeAfterEof();
           return;
         }
         case 'data':
@@ -258,7 +260,7 @@ export class Connection implements FastPathClient {
       } catch (error) {
         this.#pending = null;
         const reason = error instanceof SyscallError ? error.description : describe(error);
-        this.#fail(`Unable to write to socket: ${reason}`);
+        this.#fail(`Unable to write to socket: ${reason}`, error instanceof SyscallError && peerGoneErrno(error.errno));
         return;
       }
       if (sent.kind === 'again') {
@@ -279,8 +281,17 @@ export class Connection implements FastPathClient {
   }
 
   /** Closes the connection because of `reason` (the first reason is the one reported). */
-  #fail(reason: string): void {
-    this.#reason ??= reason;
+  #fail(reason: string, peerGone = false): void {
+    if (this.#reason === null) {
+      this.#reason = reason;
+      this.#peerGone = peerGone;
+    }
+    this.close();
+  }
+
+  /** A clean end of file from the peer. */
+  #closeAfterEof(): void {
+    if (this.#reason === null) this.#peerGone = true;
     this.close();
   }
 
@@ -298,7 +309,9 @@ export class Connection implements FastPathClient {
     closeAll(this.#session.end().discardFds);
     this.#watcher.close();
     closeFd(this.fd);
-    this.#deps.observer.notify({ type: 'closed', connection: this.#deps.info, reason: this.#reason, requests: this.#requests });
+    this.#deps.observer.notify({
+      type: 'closed', connection: this.#deps.info, reason: this.#reason, requests: this.#requests, peerGone: this.#peerGone,
+    });
     this.#deps.onClosed(this);
   }
 }

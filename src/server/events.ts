@@ -39,8 +39,12 @@ export type ServerEvent =
     type: 'response'; connection: ConnectionInfo; request: PrRequest; device: DeviceInfo | null;
     outcome: ScsiOutcome; bytesOut: number; elapsedMs: number;
   }
-  /** The connection ended: `reason` says why when it was not a clean end of file. */
-  | { type: 'closed'; connection: ConnectionInfo; reason: string | null; requests: number };
+  /**
+   * The connection ended: `reason` says why when it was not a clean end of file.
+   * `peerGone` is true when the peer ended it (end of file at any point, or a reset or
+   * broken pipe on the socket), as opposed to a protocol violation or an internal error.
+   */
+  | { type: 'closed'; connection: ConnectionInfo; reason: string | null; requests: number; peerGone: boolean };
 
 export interface ServerObserver {
   /** True when request events should carry DeviceInfo (costs a few /sys reads). */

@@ -96,6 +96,8 @@ export interface Handback {
   pending?: Uint8Array;
   request?: PrRequest;
   failure?: string;
+  /** With `failure`: the peer reset the connection or stopped reading (ECONNRESET, EPIPE). */
+  peerGone?: boolean;
 }
 
 export type WorkerMessage = { type: 'ready' } | Handback;

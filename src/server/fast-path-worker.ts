@@ -15,7 +15,7 @@ import { blockDeviceOf, isMultipathMap } from '../exec/mpath-detect.js';
 import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
 import { MessageReceiver, bytesAvailable, sendBytes } from '../sys/socket.js';
 import { SgIoArea, runSgIoHere } from '../sys/sgio.js';
-import { SyscallError } from '../sys/errors.js';
+import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import { closeFd, nameThisThread, threadId } from '../sys/fd.js';
 import { SGIO_THREAD_NAME } from '../sys/sgio-control.js';
 import {
@@ -76,7 +76,7 @@ function waitForBytes(fd: number, total: number): boolean {
  * fewer were queued. At end of file an empty chunk is appended: the connection must go
  * back (re-arming it would wake a worker again at once, forever).
  */
-function gather(fd: number, length: number, acceptsFds: boolean, chunks: ReceivedChunk[]): 'complete' | 'short' | { failure: string } {
+function gather(fd: number, length: number, acceptsFds: boolean, chunks: ReceivedChunk[]): 'complete' | 'short' | { failure: string; peerGone?: boolean } {
   let have = 0;
   while (have < length) {
     const got = receiver.receive(fd, length - have);
@@ -89,7 +89,7 @@ function gather(fd: number, length: number, acceptsFds: boolean, chunks: Receive
         return 'short';
       case 'error':
         closeAll(chunkFds(chunks));
-        return { failure: `Unable to read from socket: ${got.error.description}` };
+        return { failure: `Unable to read from socket: ${got.error.description}`, peerGone: peerGoneErrno(got.error.errno) };
       case 'data':
         if (got.truncated && acceptsFds) {
           // MSG_CTRUNC: the kernel dropped fds that did not fit (spec §3.5 row 2).
@@ -169,7 +169,10 @@ function serveOne(fd: number, slot: number): Served {
     try {
       sent = sendBytes(fd, response);
     } catch (error) {
-      return { failure: `Unable to write to socket: ${error instanceof SyscallError ? error.description : describe(error)}` };
+      return {
+        failure: `Unable to write to socket: ${error instanceof SyscallError ? error.description : describe(error)}`,
+        peerGone: error instanceof SyscallError && peerGoneErrno(error.errno),
+      };
     }
     if (sent.kind === 'again') return { pending: response.slice() };
     response = response.subarray(sent.count);

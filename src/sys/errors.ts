@@ -22,16 +22,23 @@ export const Errno = {
   EMFILE: 24,
   ENFILE: 23,
   ENOTTY: 25,
+  EPIPE: 32,
   ENOSPC: 28,
   EDOM: 33,
   EBADE: 52,
   ENODATA: 61,
   ENOTSOCK: 88,
   ECONNABORTED: 103,
+  ECONNRESET: 104,
   ENOBUFS: 105,
   EREMOTEIO: 121,
   ENOMEDIUM: 123,
 } as const;
+
+/** ECONNRESET and EPIPE on a socket: the peer reset the connection or is gone. */
+export function peerGoneErrno(errno: number): boolean {
+  return errno === Errno.ECONNRESET || errno === Errno.EPIPE;
+}
 
 /** The symbolic name of an errno value ('ENOTTY'), or 'E<n>' for an unknown one. */
 export function errnoCode(errno: number): string {

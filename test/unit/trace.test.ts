@@ -265,8 +265,8 @@ describe('trace points (log backend lines)', () => {
       type: 'response', connection: CONNECTION, request: REQUEST, device: null,
       outcome: { status: 0, sense: new Uint8Array(96), data: new Uint8Array(8) }, bytesOut: 112, elapsedMs: 0.05,
     });
-    tracer.notify({ type: 'closed', connection: CONNECTION, reason: null, requests: 2 });
-    tracer.notify({ type: 'closed', connection: CONNECTION, reason: 'Invalid CDB, closing socket.', requests: 0 });
+    tracer.notify({ type: 'closed', connection: CONNECTION, reason: null, requests: 2, peerGone: true });
+    tracer.notify({ type: 'closed', connection: CONNECTION, reason: 'Invalid CDB, closing socket.', requests: 0, peerGone: false });
     const hooks = tracer.poolHooks();
     assert.ok(hooks);
     const job = { id: 26, fd: 11, command: { cdb: REQUEST.cdb.subarray(0, 10), direction: 'from-device' as const, transferLength: 8192, timeoutMs: 30000 } };
