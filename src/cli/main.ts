@@ -187,6 +187,7 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
   const handoff: Handoff = {
     listenFd: listener.fd,
     createdPath: listener.createdPath,
+    socketDev: listener.dev,
     socketInode: listener.inode,
     pidfile: resources.pidfile,
     readyFd,
@@ -230,7 +231,8 @@ function secondImage(options: Options, log: Logger, text: string, trace: TraceHa
   }
   const resources: Resources = { listener: null, pidfile: handoff.pidfile, readyFd: handoff.readyFd };
   try {
-    resources.listener = adoptListeningSocket(handoff.listenFd, handoff.createdPath, handoff.socketInode);
+    resources.listener = adoptListeningSocket(handoff.listenFd, handoff.createdPath,
+      { dev: handoff.socketDev, inode: handoff.socketInode });
   } catch (error) {
     if (!(error instanceof ListenError)) throw error;
     failStartup(log, resources, error.message);

@@ -11,8 +11,10 @@ export interface Handoff {
   listenFd: number;
   /** Path of a socket we created (unlinked at exit), or null for an activated one. */
   createdPath: string | null;
+  /** Device and inode of that socket: it is unlinked only while the path still is it. */
+  socketDev: number | null;
   socketInode: number | null;
-  pidfile: { fd: number; path: string; inode: number } | null;
+  pidfile: { fd: number; path: string; dev: number; inode: number } | null;
   /** Write end of the daemon launcher's readiness pipe (-d), or null. */
   readyFd: number | null;
   uid: number;
@@ -29,6 +31,7 @@ export function encodeHandoff(handoff: Handoff): string {
 
 const isFd = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 31;
 const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 32;
+/** An inode or device number (st_ino, st_dev). */
 const isInode = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isPath = (v: unknown): v is string => typeof v === 'string' && v.startsWith('/') && !v.includes('\0');
 
@@ -50,11 +53,15 @@ export function decodeHandoff(text: string): Handoff {
   if (createdPath !== null && !isPath(createdPath)) bad('createdPath');
   const socketInode = r['socketInode'] ?? null;
   if (socketInode !== null && !isInode(socketInode)) bad('socketInode');
+  const socketDev = r['socketDev'] ?? null;
+  if (socketDev !== null && !isInode(socketDev)) bad('socketDev');
   let pidfile: Handoff['pidfile'] = null;
   if (r['pidfile'] !== null && r['pidfile'] !== undefined) {
     const p = r['pidfile'] as Record<string, unknown>;
-    if (typeof p !== 'object' || !isFd(p['fd']) || !isPath(p['path']) || !isInode(p['inode'])) bad('pidfile');
-    pidfile = { fd: p['fd'] as number, path: p['path'] as string, inode: p['inode'] as number };
+    if (typeof p !== 'object' || !isFd(p['fd']) || !isPath(p['path']) || !isInode(p['dev']) || !isInode(p['inode'])) {
+      bad('pidfile');
+    }
+    pidfile = { fd: p['fd'] as number, path: p['path'] as string, dev: p['dev'] as number, inode: p['inode'] as number };
   }
   const readyFd = r['readyFd'] ?? null;
   if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
@@ -64,6 +71,7 @@ export function decodeHandoff(text: string): Handoff {
   return {
     listenFd: r['listenFd'] as number,
     createdPath: createdPath as string | null,
+    socketDev: socketDev as number | null,
     socketInode: socketInode as number | null,
     pidfile,
     readyFd: readyFd as number | null,

@@ -8,21 +8,27 @@
  *   privilege drop (the fd is passed on);
  * - it is removed at exit if it is still ours.
  *
+ * The directory may be writable by others (/tmp, or the -u user's): the temporary name is
+ * random and created with O_EXCL|O_NOFOLLOW, so nothing planted there is ever followed or
+ * truncated, and a name is unlinked only when its device and inode are those of the file we
+ * created (hardening issue, item 5).
+ *
  * POSIX locks are released when the process closes ANY fd on the file, so nothing else may
  * open the pid file while it is held.
  */
 import {
-  closeSync, fstatSync, linkSync, openSync, renameSync, statSync, unlinkSync, writeSync, ftruncateSync,
+  closeSync, fstatSync, linkSync, lstatSync, openSync, renameSync, unlinkSync, writeSync, ftruncateSync,
   constants as fsConstants,
 } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { tryWriteLock } from '../sys/lock.js';
 import { describeErrno, SyscallError } from '../sys/errors.js';
+import {
+  identityOf, isSameFile, unlinkIfSame, withStagingName, StagingNamesTakenError, type FileIdentity,
+} from '../sys/staging.js';
 
-export interface PidFile {
+export interface PidFile extends FileIdentity {
   fd: number;
   path: string;
-  inode: number;
 }
 
 /** A start-up failure, with the text to print. */
@@ -45,23 +51,48 @@ function lockedBy(pid: number | null): string {
   return pid === null ? 'another process holds its lock' : `process ${pid} holds its lock`;
 }
 
+/** The temporary file: a fresh random name, never an existing file or a symlink's target. */
+function createStaging(path: string): { fd: number; staging: string } {
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+  try {
+    return withStagingName(path, (staging) => ({ fd: openSync(staging, flags, PIDFILE_MODE), staging }),
+      (error) => codeOf(error) === 'EEXIST');
+  } catch (error) {
+    const why = error instanceof StagingNamesTakenError ? error.message : reason(error);
+    throw new PidFileError(`Could not create '${path}': ${why}`);
+  }
+}
+
+/**
+ * Opens the file already at `path` to take its lock. Only a regular file is opened, and
+ * never through a symlink (O_NOFOLLOW), nor a device or FIFO swapped in meanwhile (O_NONBLOCK,
+ * O_NOCTTY, then checked). Returns null for anything else: no instance's pid file is a
+ * symlink or a special file (we put a regular file in place), so it is replaced like a
+ * stale one, never written through. Throws ENOENT when there is nothing.
+ */
+function openExisting(path: string): number | null {
+  if (!lstatSync(path).isFile()) return null;
+  const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  if (fstatSync(fd).isFile()) return fd;
+  closeSync(fd);
+  return null;
+}
+
 /** Writes `pid` to `path` (absolute) and keeps it locked; throws PidFileError. */
 export function acquirePidFile(path: string, pid: number): PidFile {
-  const staging = join(dirname(path), `.${basename(path)}.${pid}~`);
-  let fd: number;
-  try {
-    fd = openSync(staging, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC, PIDFILE_MODE);
-  } catch (error) {
-    throw new PidFileError(`Could not create '${path}': ${reason(error)}`);
-  }
+  const { fd, staging } = createStaging(path);
+  const ours: FileIdentity = identityOf(fstatSync(fd));
   const fail = (message: string): never => {
     closeSync(fd);
-    try {
-      unlinkSync(staging);
-    } catch {
-      // already linked or renamed away
-    }
+    unlinkIfSame(staging, ours); // unless already linked or renamed away
     throw new PidFileError(message);
+  };
+  // In a directory writable by others, the staging name may have been replaced before it
+  // was linked or renamed: then what is at `path` is not ours, and we say so.
+  const placed = (): PidFile => {
+    if (!isSameFile(path, ours)) fail(`Could not create '${path}': its temporary file was replaced by another process`);
+    unlinkIfSame(staging, ours);
+    return { fd, path, ...ours };
   };
   try {
     writeSync(fd, `${pid}\n`);
@@ -72,9 +103,9 @@ export function acquirePidFile(path: string, pid: number): PidFile {
   if (own.kind !== 'locked') fail(`Cannot lock pid file '${path}': ${lockedBy(own.pid)}`);
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    let current: number;
+    let current: number | null;
     try {
-      current = openSync(path, fsConstants.O_RDWR);
+      current = openExisting(path);
     } catch (error) {
       if (codeOf(error) !== 'ENOENT') fail(`Could not open '${path}': ${reason(error)}`);
       try {
@@ -83,46 +114,43 @@ export function acquirePidFile(path: string, pid: number): PidFile {
         if (codeOf(linkError) === 'EEXIST') continue;
         fail(`Could not create '${path}': ${reason(linkError)}`);
       }
-      unlinkSync(staging);
-      return { fd, path, inode: fstatSync(fd).ino };
+      return placed();
     }
-    // An existing file: whoever holds its lock is alive and owns it.
-    const theirs = tryWriteLock(current);
-    if (theirs.kind !== 'locked') {
-      closeSync(current);
-      fail(`Cannot lock pid file '${path}': ${lockedBy(theirs.pid)}; is another instance running?`);
-    }
-    let samePath = false;
-    try {
-      samePath = statSync(path).ino === fstatSync(current).ino;
-    } catch {
-      samePath = false;
-    }
-    if (!samePath) {
-      closeSync(current); // replaced meanwhile: start over with the new file
-      continue;
+    if (current !== null) {
+      // An existing file: whoever holds its lock is alive and owns it.
+      const theirs = tryWriteLock(current);
+      if (theirs.kind !== 'locked') {
+        closeSync(current);
+        fail(`Cannot lock pid file '${path}': ${lockedBy(theirs.pid)}; is another instance running?`);
+      }
+      if (!isSameFile(path, identityOf(fstatSync(current)))) {
+        closeSync(current); // replaced meanwhile: start over with the new file
+        continue;
+      }
     }
     try {
       renameSync(staging, path);
     } catch (error) {
-      closeSync(current);
+      if (current !== null) closeSync(current);
       fail(`Could not replace '${path}': ${reason(error)}`);
     }
-    closeSync(current); // releases the lock on the old, now unlinked, inode only
-    return { fd, path, inode: fstatSync(fd).ino };
+    if (current !== null) closeSync(current); // releases the lock on the old, now unlinked, inode only
+    return placed();
   }
   return fail(`Could not create '${path}': it keeps being replaced by another process`);
 }
 
 /**
- * Removes the pid file if it is still ours, then releases the lock. Returns a message when
- * it could not be removed (e.g. after dropping to a user who cannot write its directory);
- * it is then emptied instead, so that no stale pid remains.
+ * Removes the pid file if it is still ours (same device and inode, the name itself: a
+ * symlink to it is not ours), then releases the lock. Returns a message when it could not
+ * be removed (e.g. after dropping to a user who cannot write its directory); it is then
+ * emptied instead, through our fd, so that no stale pid remains: that fd is the file we
+ * created with O_EXCL, never anyone else's.
  */
 export function releasePidFile(pidfile: PidFile): string | null {
   let message: string | null = null;
   try {
-    if (statSync(pidfile.path).ino === pidfile.inode) unlinkSync(pidfile.path);
+    if (isSameFile(pidfile.path, pidfile)) unlinkSync(pidfile.path);
   } catch (error) {
     if (codeOf(error) !== 'ENOENT') {
       message = `Failed to remove pid file ${pidfile.path}: ${reason(error)}`;

@@ -4,11 +4,13 @@
  * A created socket's path appears only once it accepts connections: libvirt treats the
  * path's existence as readiness, so the socket is bound under a temporary name in the same
  * directory, put in listening state, then renamed into place (rename is atomic and also
- * replaces any stale file, as the reference's unlink-then-bind does). The backlog is a real
- * one, not the reference's 1, so many QEMUs can connect at once.
+ * replaces any stale file, as the reference's unlink-then-bind does). That name is random
+ * (src/sys/staging.ts): the directory may be writable by others, who must not be able to
+ * block start-up by planting something at it. The backlog is a real one, not the
+ * reference's 1, so many QEMUs can connect at once.
  */
 import { lstatSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { constants as osConstants } from 'node:os';
 import { closeFd, setCloseOnExec, setNonBlocking } from '../sys/fd.js';
 import { describeErrno, SyscallError } from '../sys/errors.js';
 import {
@@ -16,6 +18,9 @@ import {
   SocketPathTooLongError,
 } from '../sys/socket.js';
 import { FdWatcher } from '../sys/poll.js';
+import {
+  identityOf, isSameFile, stagingName, unlinkIfSame, withStagingName, StagingNamesTakenError, type FileIdentity,
+} from '../sys/staging.js';
 import { FIRST_SOCKET_ACTIVATION_FD } from './activation.js';
 
 export const LISTEN_BACKLOG = 4096;
@@ -34,7 +39,11 @@ export interface ListenerInfo {
   fd: number;
   /** The path we created, to unlink at exit; null for an activated socket. */
   createdPath: string | null;
-  /** Inode of the created socket file, so that we never unlink a successor's socket. */
+  /**
+   * Device and inode of the created socket file: at exit the path is unlinked only if it is
+   * still that file, never a successor's socket or anything else put there since.
+   */
+  dev: number | null;
   inode: number | null;
 }
 
@@ -46,42 +55,70 @@ function errnoOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function tryUnlink(path: string): void {
+function tooLong(path: string): ListenError {
+  return new ListenError(`UNIX socket path '${path}' is too long`, 'Path must be less than 108 bytes');
+}
+
+/** The socket file that bind() just made at `name`, or an error if it is no longer there. */
+function boundFile(name: string): FileIdentity {
+  const stats = lstatSync(name);
+  if (!stats.isSocket()) throw new Error(`${name} was replaced by another process`);
+  return identityOf(stats);
+}
+
+/**
+ * Binds and listens under a fresh random name, then renames it into place. A taken name
+ * (EADDRINUSE: something is already there) is left alone and another one tried.
+ */
+function bindStaged(fd: number, path: string): FileIdentity {
+  const staging = withStagingName(path, (name) => {
+    bindUnix(fd, name);
+    return name;
+  }, (error) => error instanceof SyscallError && error.errno === osConstants.errno.EADDRINUSE);
+  // bind() created the name, which did not exist before: it is ours until renamed.
+  const ours = boundFile(staging);
+  try {
+    listenSocket(fd, LISTEN_BACKLOG);
+    renameSync(staging, path);
+  } catch (error) {
+    unlinkIfSame(staging, ours);
+    throw error;
+  }
+  if (!isSameFile(path, ours)) throw new Error(`its temporary socket ${staging} was replaced by another process`);
+  return ours;
+}
+
+/** The reference's way, for a path too long to add a staging suffix: unlink, then bind. */
+function bindInPlace(fd: number, path: string): FileIdentity {
   try {
     unlinkSync(path);
   } catch {
-    // already gone
+    // nothing there (or not removable: bind says why)
   }
+  bindUnix(fd, path);
+  const ours = boundFile(path);
+  try {
+    listenSocket(fd, LISTEN_BACKLOG);
+  } catch (error) {
+    unlinkIfSame(path, ours);
+    throw error;
+  }
+  return ours;
 }
 
 /** Creates, binds and listens on `path`, making the path visible only when listening. */
 export function listenOnPath(path: string): ListenerInfo {
-  if (!fitsSunPath(path)) {
-    throw new ListenError(`UNIX socket path '${path}' is too long`, 'Path must be less than 108 bytes');
-  }
+  if (!fitsSunPath(path)) throw tooLong(path);
   const fd = unixStreamSocket();
-  const staging = join(dirname(path), `.${basename(path)}.${process.pid}~`);
-  const atomic = fitsSunPath(staging);
   try {
-    const bindPath = atomic ? staging : path;
-    tryUnlink(bindPath);
-    bindUnix(fd, bindPath);
-    listenSocket(fd, LISTEN_BACKLOG);
-    if (atomic) {
-      try {
-        renameSync(staging, path);
-      } catch (error) {
-        tryUnlink(staging);
-        throw error;
-      }
-    }
-    return { fd, createdPath: path, inode: lstatSync(path).ino };
+    // Every staging name has the same length: one probe says whether they fit.
+    const ours = fitsSunPath(stagingName(path)) ? bindStaged(fd, path) : bindInPlace(fd, path);
+    return { fd, createdPath: path, ...ours };
   } catch (error) {
     closeFd(fd);
-    if (error instanceof SocketPathTooLongError) {
-      throw new ListenError(`UNIX socket path '${path}' is too long`, 'Path must be less than 108 bytes');
-    }
-    throw new ListenError(`Failed to bind socket to ${path}: ${errnoOf(error)}`, null, { cause: error });
+    if (error instanceof SocketPathTooLongError) throw tooLong(path);
+    const why = error instanceof StagingNamesTakenError ? error.message : errnoOf(error);
+    throw new ListenError(`Failed to bind socket to ${path}: ${why}`, null, { cause: error });
   }
 }
 
@@ -98,7 +135,8 @@ export function adoptActivatedSocket(): ListenerInfo {
  * re-exec (then with the path we created, to unlink at exit).
  */
 export function adoptListeningSocket(
-  fd: number, createdPath: string | null, inode: number | null, context = 'Failed to use the listening socket',
+  fd: number, createdPath: string | null, created: { dev: number | null; inode: number | null } | null,
+  context = 'Failed to use the listening socket',
 ): ListenerInfo {
   let info;
   try {
@@ -109,18 +147,19 @@ export function adoptListeningSocket(
   if (!info.stream) throw new ListenError(`${context}: fd ${fd} is not a stream socket`);
   if (!info.listening) throw new ListenError(`${context}: fd ${fd} is not a listening socket`);
   setNonBlocking(fd);
-  return { fd, createdPath, inode };
+  return { fd, createdPath, dev: created?.dev ?? null, inode: created?.inode ?? null };
 }
 
 /**
- * Unlinks the path we created if it is still our socket (same inode): another instance may
- * have taken the path over (the reference allows that, §1.5.1). Returns why it could not.
+ * Unlinks the path we created if it is still our socket (same device and inode): another
+ * instance may have taken the path over (the reference allows that, §1.5.1), or anyone who
+ * can write the directory put something else there. Returns why it could not.
  */
 function removeOwnSocket(info: ListenerInfo): string | null {
   const path = info.createdPath;
-  if (path === null) return null;
+  if (path === null || info.dev === null || info.inode === null) return null;
   try {
-    if (lstatSync(path).ino !== info.inode) return null;
+    if (!isSameFile(path, { dev: info.dev, inode: info.inode })) return null;
     unlinkSync(path);
     return null;
   } catch (error) {

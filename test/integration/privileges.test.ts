@@ -166,7 +166,7 @@ describe('fail closed', { skip: notRoot || noSetpriv }, () => {
     bindUnix(listener, socketPath);
     listenSocket(listener, 4);
     const handoff = encodeHandoff({
-      listenFd: 3, createdPath: socketPath, socketInode: null, pidfile: null, readyFd: null,
+      listenFd: 3, createdPath: socketPath, socketDev: null, socketInode: null, pidfile: null, readyFd: null,
       uid: NOBODY, gid: NOGROUP, kept: RAWIO,
     });
     const r = await refusal({

@@ -140,13 +140,13 @@ describe('-u/-g targets (spec §1.4)', () => {
 
 describe('re-exec handoff', () => {
   const sample: Handoff = {
-    listenFd: 18, createdPath: '/run/qemu-pr-helper.sock', socketInode: 123456, readyFd: null,
-    pidfile: { fd: 19, path: '/run/qemu-pr-helper.pid', inode: 99 }, uid: 65534, gid: 4294967294, kept: RAWIO,
+    listenFd: 18, createdPath: '/run/qemu-pr-helper.sock', socketDev: 64768, socketInode: 123456, readyFd: null,
+    pidfile: { fd: 19, path: '/run/qemu-pr-helper.pid', dev: 64768, inode: 99 }, uid: 65534, gid: 4294967294, kept: RAWIO,
   };
 
   test('round trip', () => {
     assert.deepEqual(decodeHandoff(encodeHandoff(sample)), sample);
-    const activated = { ...sample, createdPath: null, socketInode: null, pidfile: null, readyFd: 4 };
+    const activated = { ...sample, createdPath: null, socketDev: null, socketInode: null, pidfile: null, readyFd: 4 };
     assert.deepEqual(decodeHandoff(encodeHandoff(activated)), activated);
   });
 
@@ -154,7 +154,8 @@ describe('re-exec handoff', () => {
     const text = encodeHandoff(sample);
     const cases: [Record<string, unknown>, string][] = [
       [{ listenFd: -1 }, 'listenFd'], [{ listenFd: 1.5 }, 'listenFd'], [{ createdPath: 'relative' }, 'createdPath'],
-      [{ socketInode: 'x' }, 'socketInode'], [{ pidfile: { fd: 3, path: '/p' } }, 'pidfile'],
+      [{ socketInode: 'x' }, 'socketInode'], [{ socketDev: -1 }, 'socketDev'], [{ pidfile: { fd: 3, path: '/p' } }, 'pidfile'],
+      [{ pidfile: { fd: 3, path: '/p', inode: 1 } }, 'pidfile'],
       [{ readyFd: '3' }, 'readyFd'], [{ uid: 2 ** 32 }, 'uid'], [{ gid: -1 }, 'gid'], [{ kept: 'xyz' }, 'kept'],
     ];
     for (const [patch, field] of cases) {
