@@ -355,7 +355,7 @@ function serveWith(
   });
   const access = options.allowUids === null && options.allowGids === null ? null
     : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };
-  const server = new Server({ listener, executor, log, observer, access, fastPath });
+  const server = new Server({ listener, executor, closer: pool, log, observer, access, fastPath });
   server.start(LISTEN_BACKLOG);
   log.info(`Running as ${identity}`);
   announceReady(log, resources.readyFd);

@@ -5,6 +5,9 @@
  * - the request's fd is borrowed: the executor never closes it or keeps it past completion.
  * - it never blocks the event loop; a slow device delays only its own request.
  * Response size limits are enforced when the response is encoded, whatever the outcome says.
+ *
+ * Every fd a client sent is closed through an FdCloser, never on the main thread: close()
+ * may block too (README "Threat model").
  */
 import type { ScsiOutcome } from '../scsi/constants.js';
 import type { PrRequest } from '../protocol/session.js';
@@ -15,4 +18,10 @@ export interface ScsiExecutor {
   readonly inFlight: number;
   /** Releases threads and memory once nothing is in flight. */
   close(): void;
+}
+
+/** Closes client fds off the main thread (src/exec/sgio-pool.ts). */
+export interface FdCloser {
+  /** Takes ownership of `fd`; resolves once it is closed. Never rejects. */
+  release(fd: number): Promise<void>;
 }

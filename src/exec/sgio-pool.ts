@@ -49,10 +49,20 @@ export interface SgIoPoolHooks {
   completed(job: SgIoJobInfo, result: SgIoResult | null): void;
 }
 
-interface Job extends SgIoJobInfo {
+interface SgIoJob extends SgIoJobInfo {
+  kind: 'sg-io';
   resolve: (result: SgIoResult) => void;
   reject: (error: Error) => void;
 }
+
+/** close() of a client's fd, which may block (see src/sys/sgio-control.ts Op). */
+interface CloseJob {
+  kind: 'close';
+  fd: number;
+  resolve: () => void;
+}
+
+type Job = SgIoJob | CloseJob;
 
 interface Slot {
   thread: SgIoThread;
@@ -74,6 +84,8 @@ export class SgIoPool {
   #checkTimer: NodeJS.Timeout | null = null;
   #reapTimer: NodeJS.Timeout;
   #running = 0;
+  /** Close jobs queued or running: not requests, so not in inFlight. */
+  #closing = 0;
   #closed = false;
   readonly #hooks: SgIoPoolHooks | null;
   #submitted = 0;
@@ -91,7 +103,7 @@ export class SgIoPool {
 
   /** Commands executing or waiting for a thread. */
   get inFlight(): number {
-    return this.#running + this.#queue.length;
+    return this.#running + this.#queue.length - this.#closing;
   }
 
   /** Runs `command` on `fd` (borrowed until the promise settles). */
@@ -99,8 +111,8 @@ export class SgIoPool {
     if (this.#closed) return Promise.reject(new Error('Cannot run SG_IO: the pool is closed'));
     return new Promise((resolve, reject) => {
       const id = ++this.#submitted;
-      const job: Job = this.#hooks === null ? { id, fd, command, resolve, reject } : {
-        id, fd, command,
+      const job: SgIoJob = this.#hooks === null ? { kind: 'sg-io', id, fd, command, resolve, reject } : {
+        kind: 'sg-io', id, fd, command,
         resolve: (result) => {
           this.#notify(() => this.#hooks?.completed(job, result));
           resolve(result);
@@ -111,16 +123,34 @@ export class SgIoPool {
         },
       };
       this.#notify(() => this.#hooks?.submitted(job));
-      const slot = this.#slots.find((s) => s.ready && s.job === null);
-      if (slot) {
-        this.#dispatch(slot, job);
-        return;
-      }
-      this.#queue.push(job);
-      const allBusy = this.#slots.every((s) => s.ready);
-      if (allBusy && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
-      this.#check();
+      this.#submit(job);
     });
+  }
+
+  /**
+   * Closes a client's fd (owned by the pool from now on) on one of the pool's threads: the
+   * last close of a socket with SO_LINGER, a FUSE file or a tty may block, and must cost
+   * only a thread, which the stuck check replaces, never the main thread (README "Threat
+   * model"). Resolves once it is closed. After close(), the fd is left to the process's exit.
+   */
+  release(fd: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#closing++;
+      this.#submit({ kind: 'close', fd, resolve });
+    });
+  }
+
+  #submit(job: Job): void {
+    const slot = this.#slots.find((s) => s.ready && s.job === null);
+    if (slot) {
+      this.#dispatch(slot, job);
+      return;
+    }
+    this.#queue.push(job);
+    const allBusy = this.#slots.every((s) => s.ready);
+    if (allBusy && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
+    this.#check();
   }
 
   /** Runs a hook; a throwing hook costs nothing. */
@@ -157,11 +187,12 @@ export class SgIoPool {
     this.#running++;
     this.#watcher.ref(true);
     try {
-      slot.thread.start(job.fd, job.command);
+      if (job.kind === 'close') slot.thread.startClose(job.fd);
+      else slot.thread.start(job.fd, job.command);
     } catch (error) {
       slot.job = null;
       this.#running--;
-      job.reject(error instanceof Error ? error : new Error(String(error)));
+      this.#settle(job, error instanceof Error ? error : new Error(String(error)));
       return;
     }
     this.#armCheck();
@@ -172,12 +203,17 @@ export class SgIoPool {
     for (const slot of this.#slots) {
       const job = slot.job;
       if (job === null || !slot.thread.done) continue;
-      const result = slot.thread.takeResult();
+      const result = job.kind === 'close' ? slot.thread.takeClosed() : slot.thread.takeResult();
       slot.job = null;
       slot.idleSince = Date.now();
       this.#running--;
       this.#next(slot);
-      job.resolve(result);
+      if (job.kind === 'close') {
+        this.#closing--;
+        job.resolve();
+      } else if (result !== undefined) {
+        job.resolve(result);
+      }
     }
     if (this.#running === 0) this.#watcher.ref(false);
   }
@@ -227,6 +263,16 @@ export class SgIoPool {
     }
   }
 
+  /** Ends a job that did not complete: a close job's fd is left to the process's exit. */
+  #settle(job: Job, error: Error): void {
+    if (job.kind === 'sg-io') {
+      job.reject(error);
+      return;
+    }
+    this.#closing--;
+    job.resolve();
+  }
+
   #threadDied(slot: Slot, error: Error | null): void {
     const index = this.#slots.indexOf(slot);
     if (index < 0) return;
@@ -234,7 +280,7 @@ export class SgIoPool {
     const job = slot.job;
     if (job !== null) {
       this.#running--;
-      job.reject(new Error('SG_IO thread exited during a command', { cause: error ?? undefined }));
+      this.#settle(job, new Error('SG_IO thread exited during a command', { cause: error ?? undefined }));
     }
     if (!this.#closed && (this.#slots.length === 0 || this.#queue.length > 0)) this.#spawn();
   }
@@ -245,7 +291,7 @@ export class SgIoPool {
     this.#closed = true;
     clearInterval(this.#reapTimer);
     if (this.#checkTimer) clearTimeout(this.#checkTimer);
-    for (const job of this.#queue.splice(0)) job.reject(new Error('Cannot run SG_IO: the pool is closed'));
+    for (const job of this.#queue.splice(0)) this.#settle(job, new Error('Cannot run SG_IO: the pool is closed'));
     for (const slot of this.#slots) {
       slot.thread.onExit = null;
       slot.thread.onReady = null;

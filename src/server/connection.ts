@@ -6,23 +6,26 @@
  *
  * fd ownership: the connection owns its socket and every fd received on it until closed.
  * A request's fd is closed as soon as its execution settles, before the response is sent
- * (spec §3.5 row 7), even if the connection is gone by then.
+ * (spec §3.5 row 7), even if the connection is gone by then. Every one of them, the socket
+ * included (it may hold fds in flight), is closed through the FdCloser, off the main
+ * thread: a client's fd whose close() blocks holds only its own connection.
  */
 import { Session, type PrRequest, type Step } from '../protocol/session.js';
 import { PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
-import type { ScsiExecutor } from '../exec/executor.js';
+import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { ScsiOutcome } from '../scsi/constants.js';
-import { closeFd } from '../sys/fd.js';
 import { FdWatcher, type Readiness } from '../sys/poll.js';
 import { MessageReceiver, sendBytes } from '../sys/socket.js';
 import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
 import { describeDevice } from './device-info.js';
 import type { FastPath, FastPathClient, FastPathTicket } from './fast-path.js';
-import type { Handback, ReceivedChunk } from './fast-path-shared.js';
+import { FDS_LOST_MESSAGE, type Handback, type ReceivedChunk } from './fast-path-shared.js';
 
 export interface ConnectionDeps {
   executor: ScsiExecutor;
+  /** Closes the client's fds and the socket itself. */
+  closer: FdCloser;
   /** Receives request, response and close events (the log and trace points). */
   observer: ServerObserver;
   info: ConnectionInfo;
@@ -36,6 +39,11 @@ export interface ConnectionDeps {
 
 /** Reads per wake-up before yielding to other connections. */
 const MAX_READS_PER_WAKEUP = 64;
+/**
+ * QEMU answers the greeting at once. A peer that has not within this time is closed, so
+ * that idle connections cannot hold the helper's fds (README "Threat model").
+ */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export class Connection implements FastPathClient {
   readonly fd: number;
@@ -54,6 +62,7 @@ export class Connection implements FastPathClient {
   #ticket: FastPathTicket | null = null;
   /** Handed over to the fast path: a worker may be serving it; the main thread does not touch it. */
   #away = false;
+  #handshakeTimer: NodeJS.Timeout | null = null;
 
   constructor(fd: number, deps: ConnectionDeps) {
     this.fd = fd;
@@ -72,6 +81,11 @@ export class Connection implements FastPathClient {
 
   /** Sends the feature word (spec §3.2) and starts reading. */
   start(): void {
+    this.#handshakeTimer = setTimeout(() => {
+      this.#handshakeTimer = null;
+      if (this.#session.phase === 'handshake') this.#fail(`No handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, closing socket.`);
+    }, HANDSHAKE_TIMEOUT_MS);
+    this.#handshakeTimer.unref();
     this.#write(Session.greeting());
   }
 
@@ -114,7 +128,7 @@ export class Connection implements FastPathClient {
   #replay(chunks: readonly ReceivedChunk[]): void {
     for (const chunk of chunks) {
       if (this.#closed || this.busy) {
-        closeAll(chunk.fds);
+        this.#release(chunk.fds);
         continue;
       }
       this.#handle(this.#session.feed(chunk.bytes, chunk.fds));
@@ -127,12 +141,12 @@ export class Connection implements FastPathClient {
     this.#away = false;
     this.#requests += requests;
     if (this.#closed) {
-      if (handback.request) closeFd(handback.request.fd);
+      if (handback.request) this.#release([handback.request.fd]);
       return;
     }
     try {
       if (handback.failure !== undefined) {
-        if (handback.request) closeFd(handback.request.fd);
+        if (handback.request) this.#release([handback.request.fd]);
         this.#fail(handback.failure, handback.peerGone === true);
       } else if (handback.request) {
         this.#session.adopt(handback.request);
@@ -177,7 +191,7 @@ export class Connection implements FastPathClient {
         case 'error': {
           const fds = got.kind === 'eof' ? got.fds : [];
           const end = this.#session.end();
-          closeAll([...fds, ...end.discardFds]);
+          this.#release([...fds, ...end.discardFds]);
           if (got.kind === 'error') this.#fail(`Unable to read from socket: ${got.error.description}`, peerGoneErrno(got.error.errno));
           else if (end.error) this.#fail(end.error.message, true);
           else this.#closeAfterEof();
@@ -185,10 +199,8 @@ export class Connection implements FastPathClient {
         }
         case 'data':
           if (got.truncated && need.acceptsFds) {
-            // MSG_CTRUNC: the kernel dropped fds that did not fit, so this CDB came with
-            // more than one (spec §3.5 row 2).
-            closeAll(got.fds);
-            this.#fail('More than one file descriptor in request, closing socket.');
+            this.#release(got.fds);
+            this.#fail(FDS_LOST_MESSAGE);
             return;
           }
           this.#handle(this.#session.feed(got.bytes, got.fds));
@@ -198,7 +210,7 @@ export class Connection implements FastPathClient {
   }
 
   #handle(step: Step): void {
-    closeAll(step.discardFds);
+    this.#release(step.discardFds);
     if (step.kind === 'close') {
       this.#fail(step.error.message);
     } else if (step.kind === 'execute') {
@@ -224,7 +236,7 @@ export class Connection implements FastPathClient {
     settled.then(
       (outcome) => this.#executed(request, outcome, device, started),
       (error: unknown) => {
-        closeFd(request.fd);
+        this.#release([request.fd]);
         this.#executing = false;
         this.#fail(`Internal error executing a request: ${describe(error)}`);
       },
@@ -234,8 +246,9 @@ export class Connection implements FastPathClient {
     }).finally(() => this.#deps.onSettled());
   }
 
-  #executed(request: PrRequest, outcome: ScsiOutcome, device: DeviceInfo | null, started: number): void {
-    closeFd(request.fd);
+  /** Closes the request's fd, then answers: settles once the fd is closed. */
+  async #executed(request: PrRequest, outcome: ScsiOutcome, device: DeviceInfo | null, started: number): Promise<void> {
+    await this.#deps.closer.release(request.fd);
     this.#executing = false;
     if (this.#closed) return;
     const response = this.#session.respond(request, outcome);
@@ -280,6 +293,11 @@ export class Connection implements FastPathClient {
     this.#watcher.set({ readable: true, writable: false });
   }
 
+  /** Closes client fds off this thread; nothing waits for them. */
+  #release(fds: readonly number[]): void {
+    for (const fd of fds) void this.#deps.closer.release(fd);
+  }
+
   /** Closes the connection because of `reason` (the first reason is the one reported). */
   #fail(reason: string, peerGone = false): void {
     if (this.#reason === null) {
@@ -304,11 +322,12 @@ export class Connection implements FastPathClient {
       return;
     }
     this.#closed = true;
+    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     if (this.#ticket !== null) this.#deps.fastPath?.detach(this.#ticket, this.fd);
     this.#pending = null;
-    closeAll(this.#session.end().discardFds);
+    this.#release(this.#session.end().discardFds);
     this.#watcher.close();
-    closeFd(this.fd);
+    this.#release([this.fd]);
     this.#deps.observer.notify({
       type: 'closed', connection: this.#deps.info, reason: this.#reason, requests: this.#requests, peerGone: this.#peerGone,
     });
@@ -325,10 +344,6 @@ let receiver: MessageReceiver | null = null;
 function sharedReceiver(): MessageReceiver {
   receiver ??= new MessageReceiver(PR_HELPER_DATA_SIZE);
   return receiver;
-}
-
-function closeAll(fds: readonly number[]): void {
-  for (const fd of fds) closeFd(fd);
 }
 
 function describe(error: unknown): string {

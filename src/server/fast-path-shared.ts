@@ -50,11 +50,14 @@ export const Flag = {
 
 /** Int32 slots of each worker's control block. */
 export const WorkerControl = {
-  /** 1 while the worker is inside ioctl(SG_IO). */
+  /**
+   * 1 while the worker serves a connection: every call it makes there on the client's
+   * socket or fds (recvmsg, ioctl, close, send) may block (README "Threat model").
+   */
   ENTERED: 0,
   /** The worker's kernel thread id, once loaded. */
   TID: 1,
-  /** Bumped before each ioctl, so a watcher can tell a long call from several short ones. */
+  /** Bumped before each connection served, so a watcher can tell a long call from several short ones. */
   SEQ: 2,
   /** Set by the main thread: leave after the current wait (extra workers only). */
   EXIT: 3,
@@ -101,3 +104,11 @@ export interface Handback {
 }
 
 export type WorkerMessage = { type: 'ready' } | Handback;
+
+/**
+ * recvmsg's MSG_CTRUNC. The receive area has room for the most fds one message can carry
+ * (SCM_MAX_FD), so the kernel truncates only when it cannot install them: the fd table is
+ * full (EMFILE), and the fds are lost. More than one fd is the Session's own error.
+ */
+export const FDS_LOST_MESSAGE =
+  'Cannot receive the file descriptor sent with a request: the helper is out of file descriptors (RLIMIT_NOFILE), closing socket.';

@@ -19,7 +19,7 @@ import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import { closeFd, nameThisThread, threadId } from '../sys/fd.js';
 import { SGIO_THREAD_NAME } from '../sys/sgio-control.js';
 import {
-  Flag, Owner, WorkerControl, stateWord, tagGeneration, tagSlot, type Handback, type ReceivedChunk, type WorkerData,
+  FDS_LOST_MESSAGE, Flag, Owner, WorkerControl, stateWord, tagGeneration, tagSlot, type Handback, type ReceivedChunk, type WorkerData,
   type WorkerMessage,
 } from './fast-path-shared.js';
 
@@ -30,18 +30,13 @@ const served = new Int32Array(data.requests);
 const flags = new Int32Array(data.flags);
 const control = new Int32Array(data.control);
 const epoll = new OneShotEpoll(data.epollFd);
-const waiter = new EpollWaiter(data.epollFd, 16);
+// One event per wait: a worker that blocks on one connection must hold no other ready one,
+// which the other workers serve meanwhile (README "Threat model").
+const waiter = new EpollWaiter(data.epollFd, 1);
 const receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
 const area = new SgIoArea();
-const pause = new Int32Array(new SharedArrayBuffer(4));
-
-/**
- * QEMU writes PR OUT parameters right after the CDB, in a second write. Waiting this long
- * for them here saves sending the connection to the main thread; a peer that trickles
- * bytes costs a worker at most this per wake-up.
- */
-const PARAMETER_WAIT_MS = 5;
-const PARAMETER_POLL_MS = 0.05;
+/** runSgIoHere's own in-ioctl flag: this worker marks the whole serve in ENTERED instead. */
+const inIoctl = new Int32Array(1);
 
 type Served = 'served' | 'idle' | Omit<Handback, 'type' | 'tag'>;
 
@@ -59,16 +54,6 @@ function chunkFds(chunks: readonly ReceivedChunk[]): number[] {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** True once `total` bytes are queued, waiting up to PARAMETER_WAIT_MS for them. */
-function waitForBytes(fd: number, total: number): boolean {
-  const deadline = performance.now() + PARAMETER_WAIT_MS;
-  for (;;) {
-    if (bytesAvailable(fd) >= total) return true;
-    if (performance.now() >= deadline) return false;
-    Atomics.wait(pause, 0, 0, PARAMETER_POLL_MS);
-  }
 }
 
 /**
@@ -92,9 +77,8 @@ function gather(fd: number, length: number, acceptsFds: boolean, chunks: Receive
         return { failure: `Unable to read from socket: ${got.error.description}`, peerGone: peerGoneErrno(got.error.errno) };
       case 'data':
         if (got.truncated && acceptsFds) {
-          // MSG_CTRUNC: the kernel dropped fds that did not fit (spec §3.5 row 2).
           closeAll([...chunkFds(chunks), ...got.fds]);
-          return { failure: 'More than one file descriptor in request, closing socket.' };
+          return { failure: FDS_LOST_MESSAGE };
         }
         chunks.push({ bytes: got.bytes.slice(), fds: got.fds });
         have += got.bytes.length;
@@ -122,7 +106,9 @@ function serveOne(fd: number, slot: number): Served {
   }
   const transferLength = requestTransferLength(cdb);
   if (cdb[0] === Opcode.PERSISTENT_RESERVE_OUT && transferLength > 0 && transferLength <= PR_HELPER_DATA_SIZE) {
-    if (!waitForBytes(fd, transferLength)) return giveBack(chunks);
+    // Parameters not all here yet: never wait for them (a peer that announces 8 KiB and
+    // sends nothing would cost a worker); the main thread waits without a thread.
+    if (bytesAvailable(fd) < transferLength) return giveBack(chunks);
     const parametersRead = gather(fd, transferLength, false, chunks);
     if (parametersRead === 'short') return giveBack(chunks);
     if (parametersRead !== 'complete') return parametersRead;
@@ -155,8 +141,7 @@ function serveOne(fd: number, slot: number): Served {
     if (plan.kind === 'answer') {
       outcome = plan.outcome;
     } else {
-      Atomics.add(control, WorkerControl.SEQ, 1);
-      outcome = sgIoOutcome(request, runSgIoHere(area, request.fd, plan.command, control, WorkerControl.ENTERED));
+      outcome = sgIoOutcome(request, runSgIoHere(area, request.fd, plan.command, inIoctl, 0));
     }
   } finally {
     // The device fd is closed before the response is sent (spec §3.5 row 7).
@@ -195,6 +180,8 @@ function serve(fd: number, tag: number): void {
   if (Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
   Atomics.store(owners, slot, data.index);
   let handback: Omit<Handback, 'type' | 'tag'> | null = null;
+  Atomics.add(control, WorkerControl.SEQ, 1);
+  Atomics.store(control, WorkerControl.ENTERED, 1);
   try {
     // One request per wake-up: re-arming reports a pipelined one at once, behind the
     // connections already waiting.
@@ -217,6 +204,8 @@ function serve(fd: number, tag: number): void {
     closeAll(state.session.end().discardFds);
     state.session = Session.afterHandshake(0);
     handback = { failure: `Internal error on connection ${fd}: ${describe(error)}` };
+  } finally {
+    Atomics.store(control, WorkerControl.ENTERED, 0);
   }
   Atomics.store(slots, slot, stateWord(generation, Owner.MAIN));
   post({ type: 'handback', tag, ...handback });

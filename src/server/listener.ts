@@ -189,6 +189,8 @@ export function claimActivatedFds(count: number): void {
 export interface AcceptLoopDeps {
   onConnection: (fd: number) => void;
   onError: (message: string) => void;
+  /** False when no connection may be accepted now: the acceptor pauses until resume(). */
+  canAccept?: () => boolean;
 }
 
 /** Accepts connections while open; backs off briefly when out of fds (EMFILE/ENFILE). */
@@ -197,6 +199,7 @@ export class Acceptor {
   readonly #deps: AcceptLoopDeps;
   readonly #watcher: FdWatcher;
   #backoff: NodeJS.Timeout | null = null;
+  #paused = false;
   #closed = false;
 
   constructor(info: ListenerInfo, deps: AcceptLoopDeps) {
@@ -209,8 +212,20 @@ export class Acceptor {
     this.#watcher.set({ readable: true, writable: false });
   }
 
+  /** Accepts again after canAccept() said no (connections waited in the listen backlog). */
+  resume(): void {
+    if (!this.#paused || this.#closed) return;
+    this.#paused = false;
+    this.#watcher.set({ readable: true, writable: false });
+  }
+
   #acceptAll(): void {
     while (!this.#closed) {
+      if (this.#deps.canAccept?.() === false) {
+        this.#paused = true;
+        this.#watcher.set({ readable: false, writable: false });
+        return;
+      }
       let fd: number | null;
       try {
         fd = acceptConnection(this.#info.fd);

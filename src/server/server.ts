@@ -5,10 +5,10 @@
  */
 import { Acceptor, type ListenerInfo } from './listener.js';
 import { Connection } from './connection.js';
-import type { ScsiExecutor } from '../exec/executor.js';
+import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { Logger } from '../log/logger.js';
 import { peerCredentials } from '../sys/socket.js';
-import { closeFd } from '../sys/fd.js';
+import { openFileLimit } from '../sys/fd.js';
 import type { PeerCredentials, ServerObserver } from './events.js';
 import type { FastPath } from './fast-path.js';
 
@@ -29,11 +29,25 @@ export function refusal(policy: AccessPolicy | null, peer: PeerCredentials | nul
 export interface ServerDeps {
   listener: ListenerInfo;
   executor: ScsiExecutor;
+  /** Closes accepted sockets and client fds off the main thread (src/exec/executor.ts). */
+  closer: FdCloser;
   log: Logger;
   observer: ServerObserver;
   access: AccessPolicy | null;
   /** Serves idle connections' next requests on worker threads (fast-path.ts); null: all here. */
   fastPath?: FastPath | null;
+}
+
+/**
+ * fds kept for everything but connections: threads (each worker's loop has a few), the
+ * multipath library, the trace file. Each connection may need two: its socket and the fd
+ * of its request.
+ */
+const FD_RESERVE = 128;
+
+/** How many connections fit under RLIMIT_NOFILE with room for each one's request fd. */
+export function connectionCapacity(fileLimit: number): number {
+  return Math.max(1, Math.floor((fileLimit - FD_RESERVE) / 2));
 }
 
 export class Server {
@@ -43,12 +57,25 @@ export class Server {
   #stopping = false;
   #stopped: (() => void) | null = null;
   #accepted = 0;
+  readonly #capacity: number;
+  /** Set while accepting is paused at capacity (for one warning per episode). */
+  #full = false;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
+    let limit = Infinity;
+    try {
+      limit = openFileLimit();
+    } catch {
+      // keep accepting; EMFILE at accept still backs off
+    }
+    this.#capacity = connectionCapacity(limit);
     this.#acceptor = new Acceptor(deps.listener, {
       onConnection: (fd) => this.#accept(fd),
       onError: (message) => deps.log.error(message),
+      // New connections wait in the listen backlog rather than take the fds that open
+      // connections need for their requests (README "Threat model").
+      canAccept: () => this.#roomForOneMore(limit),
     });
   }
 
@@ -67,13 +94,15 @@ export class Server {
     const refused = refusal(this.#deps.access, peer);
     if (refused !== null) {
       this.#deps.observer.notify({ type: 'refused', fd, peer, reason: refused });
-      closeFd(fd);
+      // It may already hold fds in flight, whose last close could block.
+      void this.#deps.closer.release(fd);
       return;
     }
     const info = { id: ++this.#accepted, fd, peer };
     this.#deps.observer.notify({ type: 'accepted', connection: info });
     const connection = new Connection(fd, {
       executor: this.#deps.executor,
+      closer: this.#deps.closer,
       observer: this.#deps.observer,
       info,
       onClosed: (c) => this.#closed(c),
@@ -84,8 +113,22 @@ export class Server {
     connection.start();
   }
 
+  #roomForOneMore(limit: number): boolean {
+    if (this.#connections.size < this.#capacity) return true;
+    if (!this.#full) {
+      this.#full = true;
+      this.#deps.log.warning(`warning: ${this.#connections.size} connections open, as many as RLIMIT_NOFILE ${limit} allows ` +
+        'with room for their requests: new connections wait until one closes');
+    }
+    return false;
+  }
+
   #closed(connection: Connection): void {
     this.#connections.delete(connection);
+    if (this.#connections.size < this.#capacity) {
+      this.#full = false;
+      if (!this.#stopping) this.#acceptor.resume();
+    }
     this.#checkStopped();
   }
 

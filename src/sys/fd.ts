@@ -83,6 +83,16 @@ export function createPipe(): [number, number] {
   return [fds[0] ?? -1, fds[1] ?? -1];
 }
 
+const RLIMIT_NOFILE = 7;
+
+/** The soft RLIMIT_NOFILE (struct rlimit: u64 rlim_cur, u64 rlim_max); Infinity when unlimited. */
+export function openFileLimit(): number {
+  const limit = new Uint8Array(16);
+  if (libc.getrlimit(RLIMIT_NOFILE, limit) < 0) throw new SyscallError('getrlimit', lastErrno());
+  const soft = new DataView(limit.buffer).getBigUint64(0, true);
+  return soft >= BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(soft);
+}
+
 const PR_SET_NAME = 15;
 
 /**
@@ -99,6 +109,8 @@ export function threadId(): number {
 }
 
 const AT_EMPTY_PATH = 0x1000;
+/** Cached attributes only: a FUSE file would otherwise ask its (maybe hung) daemon. */
+const AT_STATX_DONT_SYNC = 0x4000;
 const STATX_TYPE = 0x1;
 /** struct statx offsets (include/uapi/linux/stat.h): stx_mode u16, stx_rdev_major/minor u32. */
 const STX_MODE = 0x1c;
@@ -111,7 +123,7 @@ const statxView = new DataView(statxBuffer.buffer);
 
 /** The block device `fd` is open on, or null for anything else (or an fd statx rejects). */
 export function blockDeviceNumbers(fd: number): { major: number; minor: number } | null {
-  if (libc.statx(fd, '', AT_EMPTY_PATH, STATX_TYPE, statxBuffer) < 0) return null;
+  if (libc.statx(fd, '', AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, statxBuffer) < 0) return null;
   if ((statxView.getUint16(STX_MODE, true) & S_IFMT) !== S_IFBLK) return null;
   return { major: statxView.getUint32(STX_RDEV_MAJOR, true), minor: statxView.getUint32(STX_RDEV_MINOR, true) };
 }

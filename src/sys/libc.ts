@@ -54,6 +54,8 @@ export interface Libc {
   fcntl(fd: number, cmd: number, arg: number): number;
   ioctl(fd: number, request: number, arg: number): number;
   getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
+  getrlimit(resource: number, limit: Uint8Array): number;
   getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
   rename(from: string, to: string): number;
   unlink(path: string): number;
@@ -101,6 +103,8 @@ export const libc: Libc = {
   fcntl: lib.func('int fcntl(int fd, int cmd, long arg)'),
   ioctl: lib.func('int ioctl(int fd, unsigned long request, uintptr_t arg)'),
   getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+  setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+  getrlimit: lib.func('int getrlimit(int resource, void *limit)'),
   getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
   rename: lib.func('int rename(const char *from, const char *to)'),
   unlink: lib.func('int unlink(const char *path)'),

@@ -9,7 +9,19 @@ export const Control = {
   ENTERED: 5,
   /** The worker's kernel thread id, written once it has loaded. */
   TID: 6,
+  /** What to do with FD: one of Op. */
+  OP: 7,
   SIZE: 8,
+} as const;
+
+/**
+ * The calls a thread makes on a client's fd. Each may block for as long as the kernel
+ * likes: ioctl(SG_IO) on a hung device, and close() too, on the last reference to a
+ * socket with SO_LINGER, a FUSE file (flush), a tty (drain) (README "Threat model").
+ */
+export const Op = {
+  SG_IO: 0,
+  CLOSE: 1,
 } as const;
 
 export const State = {

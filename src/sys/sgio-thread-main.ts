@@ -1,13 +1,13 @@
 /**
  * Worker-thread entry: waits for a request in the shared control block, runs ioctl(SG_IO)
- * synchronously (it may block for the whole SCSI timeout), publishes errno and wakes the
- * main loop through the shared eventfd. See sgio.ts.
+ * or close() synchronously (either may block, see Op), publishes errno and wakes the main
+ * loop through the shared eventfd. See sgio.ts.
  */
 import { availableParallelism } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { libc, lastErrno } from './libc.js';
 import { SG_IO } from './layouts.js';
-import { Control, State, SGIO_THREAD_NAME } from './sgio-control.js';
+import { Control, Op, State, SGIO_THREAD_NAME } from './sgio-control.js';
 import { nameThisThread } from './fd.js';
 
 const data = workerData as { control: SharedArrayBuffer; completionFd: number };
@@ -47,10 +47,16 @@ for (;;) {
     continue;
   }
   const fd = control[Control.FD] ?? -1;
-  const address = ((control[Control.ADDR_LO] ?? 0) >>> 0) + (control[Control.ADDR_HI] ?? 0) * 0x1_0000_0000;
   Atomics.store(control, Control.ENTERED, 1);
-  const rc = libc.ioctl(fd, SG_IO, address);
-  control[Control.ERRNO] = rc < 0 ? lastErrno() : 0;
+  if (control[Control.OP] === Op.CLOSE) {
+    // Errors do not matter: on Linux the fd is gone either way.
+    libc.close(fd);
+    control[Control.ERRNO] = 0;
+  } else {
+    const address = ((control[Control.ADDR_LO] ?? 0) >>> 0) + (control[Control.ADDR_HI] ?? 0) * 0x1_0000_0000;
+    const rc = libc.ioctl(fd, SG_IO, address);
+    control[Control.ERRNO] = rc < 0 ? lastErrno() : 0;
+  }
   Atomics.store(control, Control.STATE, State.DONE);
   libc.write(data.completionFd, one, 8);
 }

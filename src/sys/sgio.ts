@@ -12,7 +12,7 @@ import { errnoCode } from './errors.js';
 import {
   SG_IO, SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
 } from './layouts.js';
-import { Control, State } from './sgio-control.js';
+import { Control, Op, State } from './sgio-control.js';
 
 /** Sizes of the request area; the protocol layer never asks for more. */
 export const SGIO_MAX_CDB = 16;
@@ -193,6 +193,7 @@ export class SgIoThread {
     this.#area.prepare(command);
     const c = this.#control;
     c[Control.FD] = fd;
+    c[Control.OP] = Op.SG_IO;
     const address = this.#area.address;
     c[Control.ADDR_LO] = address % 0x1_0000_0000 | 0;
     c[Control.ADDR_HI] = Math.floor(address / 0x1_0000_0000);
@@ -202,7 +203,31 @@ export class SgIoThread {
     Atomics.notify(c, Control.STATE);
   }
 
-  /** True once the worker is inside (or past) the started ioctl, not merely woken. */
+  /**
+   * Closes `fd` (which the thread now owns) on this thread: close() on the last reference
+   * to a client's fd may block (see Op), and must not block the caller.
+   */
+  startClose(fd: number): void {
+    if (Atomics.load(this.#control, Control.STATE) !== State.IDLE) {
+      throw new Error('Cannot close on the thread: it is busy');
+    }
+    const c = this.#control;
+    c[Control.FD] = fd;
+    c[Control.OP] = Op.CLOSE;
+    c[Control.ERRNO] = 0;
+    c[Control.ENTERED] = 0;
+    Atomics.store(c, Control.STATE, State.REQUEST);
+    Atomics.notify(c, Control.STATE);
+  }
+
+  /** Makes a thread whose close() has returned idle again. */
+  takeClosed(): void {
+    const c = this.#control;
+    if (Atomics.load(c, Control.STATE) !== State.DONE) throw new Error('Cannot take the close result: not done');
+    Atomics.store(c, Control.STATE, State.IDLE);
+  }
+
+  /** True once the worker is inside (or past) the started ioctl or close, not merely woken. */
   get entered(): boolean {
     return Atomics.load(this.#control, Control.ENTERED) === 1;
   }

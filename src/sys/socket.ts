@@ -262,6 +262,19 @@ export interface PeerCredentials {
 const SO_PEERCRED = 17;
 
 /** The connecting process's credentials at connect() time (SO_PEERCRED), or null. */
+const SO_LINGER = 13;
+
+/**
+ * SO_LINGER {on, seconds}: close() of the last reference then waits up to `seconds` for
+ * unsent data. Used by the tests to make a client fd whose close() blocks.
+ */
+export function setLinger(fd: number, seconds: number): void {
+  const linger = new Int32Array([1, seconds]);
+  if (libc.setsockopt(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8) < 0) {
+    throw new SyscallError('setsockopt', lastErrno());
+  }
+}
+
 export function peerCredentials(fd: number): PeerCredentials | null {
   const value = new Uint8Array(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
   const len = new Uint8Array(4);
