@@ -10,9 +10,11 @@
  *   with only CAP_SYS_RAWIO and re-executes itself (src/privileges/drop.ts), keeping its pid;
  * - the image that serves, which checks every thread's credentials before it does.
  */
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+// First: replaces Node's SIGUSR1 inspector trigger before any other module is evaluated.
+import '../privileges/no-inspector.js';
+import { closeSync, existsSync, openSync, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { env, argv, execArgv, execPath, pid, version as nodeVersion } from 'node:process';
 import { parseCommandLine, type Options } from './options.js';
 import { Logger, stderrIsJournal } from '../log/logger.js';
@@ -34,6 +36,7 @@ import { dropAndReexec } from '../privileges/drop.js';
 import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
 import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } from '../privileges/policy.js';
 import { CAP_SYS_ADMIN, describeMask, maskOf } from '../privileges/capabilities.js';
+import { hardenedNodeFlags, untrustedReason, withoutCodeLoadingVariables, type FileOwner } from '../privileges/runtime.js';
 import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../sys/mpath.js';
 import { TRACE_EVENT_NAMES } from '../trace/events.js';
 import { expandLogfileTemplate, type EventsFileRead } from '../trace/options.js';
@@ -60,8 +63,33 @@ for (const name of [ARGV0_VARIABLE, HANDOFF_VARIABLE, READY_FD_VARIABLE, INHERIT
   delete env[name];
 }
 
-/** Where libmpathpersist is (QEMU_PR_HELPER_MPATH_LIBRARY overrides the search), or null. */
-const mpathLibraryPath = findMpathLibrary(env['QEMU_PR_HELPER_MPATH_LIBRARY']);
+/** Owner and mode of `path` and of each directory above it, for untrustedReason(). */
+function ownershipChain(path: string): { path: string; owner: FileOwner }[] {
+  const chain: { path: string; owner: FileOwner }[] = [];
+  for (let p = path; ; p = dirname(p)) {
+    const { uid, mode } = statSync(p);
+    chain.push({ path: p, owner: { uid, mode } });
+    if (p === dirname(p)) return chain;
+  }
+}
+
+/** Why `path` (resolved) must not be run or loaded by the privileged helper, or null. */
+function distrust(path: string): string | null {
+  try {
+    return untrustedReason(ownershipChain(realpathSync(path)));
+  } catch (error) {
+    return strerrorOf(error);
+  }
+}
+
+/**
+ * QEMU_PR_HELPER_MPATH_LIBRARY names a library the helper loads with its capabilities:
+ * honoured only for a file that only root can change. A missing one means "no library".
+ */
+const mpathOverride = env['QEMU_PR_HELPER_MPATH_LIBRARY'];
+const mpathOverrideDistrust = mpathOverride !== undefined && existsSync(mpathOverride) ? distrust(mpathOverride) : null;
+/** Where libmpathpersist is, or null. */
+const mpathLibraryPath = mpathOverrideDistrust === null ? findMpathLibrary(mpathOverride) : null;
 const ADMIN = maskOf([CAP_SYS_ADMIN]);
 
 /** How long shutdown waits beyond the SG_IO timeout for requests still executing. */
@@ -128,8 +156,8 @@ function launch(log: Logger, trace: TraceHandoff): void {
   const inheritedFds = parseFdList(inheritedText);
   void launchDaemon({
     execPath,
-    args: [...execArgv, argv[1] ?? '', ...argv.slice(2)],
-    env: { ...env, [ARGV0_VARIABLE]: program, [TRACE_HANDOFF_VARIABLE]: encodeTraceHandoff(trace) },
+    args: [...hardenedNodeFlags(execArgv, nodeVersion), argv[1] ?? '', ...argv.slice(2)],
+    env: { ...withoutCodeLoadingVariables(env), [ARGV0_VARIABLE]: program, [TRACE_HANDOFF_VARIABLE]: encodeTraceHandoff(trace) },
     inheritedFds,
     relay: (chunk) => process.stderr.write(chunk),
   }).then((result) => {
@@ -183,7 +211,15 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
     serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`, uid, kept, trace);
     return;
   }
-  const kept = keptCapabilities(mpathLibraryPath !== null);
+  // The image we execute keeps CAP_SYS_RAWIO: it must be a Node only root can replace.
+  const nodeDistrust = distrust(execPath);
+  if (nodeDistrust !== null) {
+    failStartup(log, resources, `Refusing to run ${execPath} with privileges: ${nodeDistrust}`);
+  }
+  // CAP_SYS_ADMIN only for uid 0: with -u to another user, multipathd refuses the
+  // library's key updates and the path devices are root's, while CAP_SYS_ADMIN would
+  // give that user nearly all of root's power (README "Threat model").
+  const kept = keptCapabilities(mpathLibraryPath !== null && target.uid === 0);
   const handoff: Handoff = {
     listenFd: listener.fd,
     createdPath: listener.createdPath,
@@ -200,7 +236,7 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
   if (readyFd !== null) keepFds.push(readyFd);
   if (trace.fd !== null) keepFds.push(trace.fd);
   const childEnv = {
-    ...env, [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff),
+    ...withoutCodeLoadingVariables(env), [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff),
     [TRACE_HANDOFF_VARIABLE]: encodeTraceHandoff(trace),
   };
   try {
@@ -210,7 +246,7 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
       kept,
       keepFds,
       execPath,
-      argv: [argv[0] ?? execPath, ...execArgv, argv[1] ?? '', ...argv.slice(2)],
+      argv: [argv[0] ?? execPath, ...hardenedNodeFlags(execArgv, nodeVersion), argv[1] ?? '', ...argv.slice(2)],
       env: Object.entries(childEnv).map(([k, v]) => `${k}=${v ?? ''}`),
     });
   } catch (error) {
@@ -292,7 +328,9 @@ function multipathOpener(log: Logger, uid: number, kept: bigint): () => Promise<
     };
   }
   if ((kept & ADMIN) === 0n) {
-    log.warning('warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
+    log.warning(uid !== 0
+      ? 'warning: PR commands on dm-multipath devices will be refused: with -u to a user other than root the helper does not keep CAP_SYS_ADMIN, which libmpathpersist needs (and multipathd takes key updates only from uid 0); run without -u for multipath'
+      : 'warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
     return none;
   }
   if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
