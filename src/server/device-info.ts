@@ -2,12 +2,12 @@
  * Describes the device behind a request's fd for the log and trace (issue: "which disk did
  * the guest ask about?"): kind, major:minor, the kernel's name and a WWN or serial, read
  * from /sys. Only when an observer asks for it (-v or tracing); never fails a request.
+ * Nothing here waits on the fd's file (statx with cached attributes only).
  */
-import { fstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import { accessMode } from '../sys/fd.js';
+import { accessMode, fdKind } from '../sys/fd.js';
 import type { DeviceInfo } from './events.js';
-import { deviceNumbers } from '../util/device-number.js';
 
 function readTrimmed(path: string): string | null {
   try {
@@ -19,22 +19,16 @@ function readTrimmed(path: string): string | null {
 }
 
 export function describeDevice(fd: number): DeviceInfo | null {
-  let st;
-  try {
-    st = fstatSync(fd);
-  } catch {
-    return null;
-  }
+  const st = fdKind(fd);
+  if (st === null) return null;
   let access: DeviceInfo['access'] = null;
   try {
     access = accessMode(fd);
   } catch {
     access = null;
   }
-  const kind = st.isBlockDevice() ? 'block' : st.isCharacterDevice() ? 'char' : st.isFile() ? 'file'
-    : st.isSocket() ? 'socket' : st.isFIFO() ? 'pipe' : st.isDirectory() ? 'dir' : 'other';
+  const { kind, major, minor } = st;
   if (kind !== 'block' && kind !== 'char') return { kind, major: null, minor: null, name: null, id: null, access };
-  const { major, minor } = deviceNumbers(st.rdev);
   const sys = `/sys/dev/${kind}/${major}:${minor}`;
   let name: string | null = null;
   try {

@@ -127,3 +127,20 @@ export function blockDeviceNumbers(fd: number): { major: number; minor: number }
   if ((statxView.getUint16(STX_MODE, true) & S_IFMT) !== S_IFBLK) return null;
   return { major: statxView.getUint32(STX_RDEV_MAJOR, true), minor: statxView.getUint32(STX_RDEV_MINOR, true) };
 }
+
+export type FdKind = 'block' | 'char' | 'file' | 'socket' | 'pipe' | 'dir' | 'other';
+
+const KINDS = new Map<number, FdKind>([
+  [S_IFBLK, 'block'], [0o020000, 'char'], [0o100000, 'file'], [0o140000, 'socket'], [0o010000, 'pipe'], [0o040000, 'dir'],
+]);
+
+/**
+ * What `fd` is open on, with the device numbers of a block or character device; null when
+ * statx rejects it. Cached attributes only, like blockDeviceNumbers: fstat(2) on a FUSE
+ * file would wait for its daemon.
+ */
+export function fdKind(fd: number): { kind: FdKind; major: number; minor: number } | null {
+  if (libc.statx(fd, '', AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, statxBuffer) < 0) return null;
+  const kind = KINDS.get(statxView.getUint16(STX_MODE, true) & S_IFMT) ?? 'other';
+  return { kind, major: statxView.getUint32(STX_RDEV_MAJOR, true), minor: statxView.getUint32(STX_RDEV_MINOR, true) };
+}
