@@ -3,6 +3,12 @@
  * request at -v, decoded so that "why did my reservation fail?" is answered from the log
  * alone; per-connection errors with who the peer was at the default level.
  *
+ * A flood must not flood the log (hardening item 6): at the default level a connection the
+ * peer ends before its first request is not logged at all (the C helper is silent too), and
+ * the per-connection lines left (errors, refusals) pass through a LogLimiter, which prints
+ * the first few per interval and a summary with the count of the rest. From -v on, every
+ * event keeps its own line.
+ *
  * Reservation keys are credentials (whoever knows a key can preempt with it), so they are
  * shown as a short fingerprint by default (#3f2a: the first 16 bits of its SHA-256; equal
  * keys give equal fingerprints) and in full only with --log-keys.
@@ -16,10 +22,35 @@ import type { PrRequest } from '../protocol/session.js';
 import type { ConnectionInfo, DeviceInfo, PeerCredentials, ServerEvent, ServerObserver } from '../server/events.js';
 import type { ScsiOutcome } from '../scsi/constants.js';
 import type { Logger } from './logger.js';
+import { DEFAULT_LIMITS, LogLimiter, type LimitedEvent, type Limits } from './limiter.js';
 
 export interface RequestLogOptions {
   /** Print reservation keys in full instead of fingerprints. */
   showKeys: boolean;
+  /** How much the default level prints per interval (DEFAULT_LIMITS). */
+  limits?: Limits;
+}
+
+/** Time for the limiter, and a timer that must not keep the process alive. */
+export interface LogClock {
+  now(): number;
+  later(ms: number, run: () => void): void;
+}
+
+const realClock: LogClock = {
+  now: () => performance.now(),
+  later(ms, run) {
+    setTimeout(run, ms).unref();
+  },
+};
+
+type ClosedEvent = Extract<ServerEvent, { type: 'closed' }>;
+type RefusedEvent = Extract<ServerEvent, { type: 'refused' }>;
+
+/** A line for the limiter: its text and the Logger method that prints it. */
+export interface LogLine {
+  level: 'error' | 'warning';
+  text: string;
 }
 
 const hex = (bytes: Uint8Array): string => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
@@ -87,13 +118,103 @@ export function formatResponseLine(event: Extract<ServerEvent, { type: 'response
     `${formatOutcome(outcome)}; ${dataIn}${dataOut}${event.elapsedMs.toFixed(2)} ms`;
 }
 
+/**
+ * The peer went away before sending a whole request: a connect-and-close, a reset, or a
+ * broken pipe on the greeting. Not an end of file inside a request (Session's "Unexpected
+ * end-of-file ..." reasons, pinned by test/unit/request-log.test.ts): that one is kept.
+ */
+export function goneBeforeFirstRequest(event: ClosedEvent): boolean {
+  return event.peerGone && event.requests === 0 && !(event.reason?.startsWith('Unexpected end-of-file') ?? false);
+}
+
+/** A reason with its numbers (opcodes, lengths, fds) blanked: the kind it is counted under. */
+export function reasonKind(reason: string): string {
+  return reason.replace(/0x[0-9a-f]+/gi, '0x#').replace(/\d+/g, '#');
+}
+
+const seconds = (limits: Limits): string => `${limits.intervalMs / 1000} s`;
+
+export function refusedLine(event: RefusedEvent, limits: Limits): LimitedEvent<LogLine> {
+  const { peer } = event;
+  const from = peer === null ? 'whose credentials cannot be read' : `from uid ${peer.uid} gid ${peer.gid}`;
+  return {
+    kind: peer === null ? 'refused' : `refused ${peer.uid} ${peer.gid}`,
+    line: { level: 'warning', text: `Refused a connection from ${formatPeer(peer)}: ${event.reason}` },
+    summary: (count) => ({
+      level: 'warning',
+      text: `Refused ${count} more connection(s) ${from} in the last ${seconds(limits)} (--allow-uid/--allow-gid)`,
+    }),
+  };
+}
+
+export function closedLine(event: ClosedEvent & { reason: string }, limits: Limits): LimitedEvent<LogLine> {
+  return {
+    kind: `closed ${reasonKind(event.reason)}`,
+    line: { level: 'error', text: `${event.reason} [${formatConnection(event.connection)}]` },
+    summary: (count, example) => ({
+      level: 'error',
+      text: `${count} more connection(s) closed with errors like this in the last ${seconds(limits)}, e.g. ${example.text}`,
+    }),
+  };
+}
+
+export function overflowLine(count: number, limits: Limits): LogLine {
+  return {
+    level: 'warning',
+    text: `${count} more refused connection(s) and connection error(s) of other kinds in the last ${seconds(limits)}`,
+  };
+}
+
 export class RequestLog implements ServerObserver {
   readonly #log: Logger;
   readonly #options: RequestLogOptions;
+  readonly #limits: Limits;
+  readonly #clock: LogClock;
+  readonly #limiter: LogLimiter<LogLine>;
+  #timerSet = false;
 
-  constructor(log: Logger, options: RequestLogOptions) {
+  constructor(log: Logger, options: RequestLogOptions, clock: LogClock = realClock) {
     this.#log = log;
     this.#options = options;
+    this.#limits = options.limits ?? DEFAULT_LIMITS;
+    this.#clock = clock;
+    this.#limiter = new LogLimiter(this.#limits, (count) => overflowLine(count, this.#limits));
+  }
+
+  /** Prints any summary still held back (at shutdown: the process may end before the timer). */
+  flush(): void {
+    this.#print(this.#limiter.flush(Infinity));
+  }
+
+  /** At -v and above every event has its line; below, per-connection lines are limited. */
+  #limited(event: LimitedEvent<LogLine>): void {
+    if (this.#log.verbosity >= 2) {
+      this.#print([event.line]);
+      return;
+    }
+    if (this.#log.verbosity < 1) return;
+    this.#print(this.#limiter.offer(this.#clock.now(), event));
+    this.#armTimer();
+  }
+
+  /** Summaries are due at the interval's end even when the flood has stopped by then. */
+  #armTimer(): void {
+    const due = this.#limiter.due;
+    if (due === null || this.#timerSet) return;
+    this.#timerSet = true;
+    this.#clock.later(Math.max(1, due - this.#clock.now()), () => {
+      this.#timerSet = false;
+      this.#print(this.#limiter.flush(this.#clock.now()));
+      // Woken a little early (timers round to whole ms): try again.
+      this.#armTimer();
+    });
+  }
+
+  #print(lines: readonly LogLine[]): void {
+    for (const line of lines) {
+      if (line.level === 'error') this.#log.error(line.text);
+      else this.#log.warning(line.text);
+    }
   }
 
   get wantsDevices(): boolean {
@@ -114,7 +235,7 @@ export class RequestLog implements ServerObserver {
         this.#log.info(`${formatConnection(event.connection)}: accepted`);
         return;
       case 'refused':
-        this.#log.warning(`Refused a connection from ${formatPeer(event.peer)}: ${event.reason}`);
+        this.#limited(refusedLine(event, this.#limits));
         return;
       case 'request':
         // Formatting costs more than the request itself: only when the line is printed.
@@ -127,8 +248,13 @@ export class RequestLog implements ServerObserver {
         this.#log.info(formatResponseLine(event, this.#options.showKeys));
         return;
       case 'closed':
-        if (event.reason !== null) this.#log.error(`${event.reason} [${formatConnection(event.connection)}]`);
-        else this.#log.info(`${formatConnection(event.connection)}: closed after ${event.requests} request(s)`);
+        if (event.reason === null) {
+          this.#log.info(`${formatConnection(event.connection)}: closed after ${event.requests} request(s)`);
+        } else if (goneBeforeFirstRequest(event)) {
+          this.#log.info(`${event.reason} [${formatConnection(event.connection)}]`);
+        } else {
+          this.#limited(closedLine({ ...event, reason: event.reason }, this.#limits));
+        }
     }
   }
 }

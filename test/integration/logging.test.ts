@@ -9,8 +9,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { closeFd } from '../../src/sys/fd.js';
+import { FdWatcher } from '../../src/sys/poll.js';
+import { connectUnix, unixStreamSocket } from '../../src/sys/socket.js';
 import { PrClient } from '../support/client.js';
-import { pollUntil, spawnHelper, startHelper, tempDir, type Helper } from '../support/launcher.js';
+import { openConnections, pollUntil, spawnHelper, startHelper, tempDir, type Helper } from '../support/launcher.js';
 import { cleanupCdb, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 import { formatKey } from '../../src/log/request-log.js';
 
@@ -240,5 +243,130 @@ describe('--allow-uid / --allow-gid (SO_PEERCRED at accept)', { skip: notRoot ||
     assert.equal(await h.exited, 1);
     assert.match(h.stderr(), /invalid user 'no-such-user-x' in --allow-uid/);
     h.cleanup();
+  });
+});
+
+/**
+ * Opens `count` connections, `batch` at a time, each closed before any request: even ones
+ * at once (the helper sees EOF, or EPIPE writing its greeting), odd ones once the greeting
+ * is waiting unread, so that the close resets the connection (the helper reads ECONNRESET).
+ * Resolves with the number that connected.
+ */
+async function flood(socketPath: string, count: number, batch = 200): Promise<number> {
+  let connected = 0;
+  for (let done = 0; done < count; done += batch) {
+    const n = Math.min(batch, count - done);
+    await Promise.all(Array.from({ length: n }, (_, i) => new Promise<void>((resolve) => {
+      const fd = unixStreamSocket();
+      try {
+        connectUnix(fd, socketPath);
+        connected++;
+      } catch {
+        closeFd(fd);
+        resolve();
+        return;
+      }
+      if ((done + i) % 2 === 0) {
+        closeFd(fd);
+        resolve();
+        return;
+      }
+      const watcher = new FdWatcher(fd, () => {
+        watcher.close();
+        closeFd(fd);
+        resolve();
+      });
+      watcher.set({ readable: true, writable: false });
+    })));
+  }
+  return connected;
+}
+
+/** Counts every byte the helper writes to stderr (the launcher keeps only the last 64 KiB). */
+function stderrBytes(helper: Helper): () => number {
+  let bytes = 0;
+  helper.child.stderr?.on('data', (d: string) => {
+    bytes += Buffer.byteLength(d);
+  });
+  return () => bytes;
+}
+
+const FLOOD = Number(process.env['PRH_FLOOD'] ?? 2000);
+
+describe('floods (hardening item 6): default-level logging stays bounded', { skip: notRoot }, () => {
+  test(`${FLOOD} connections closed or reset before their first request: (nearly) nothing on stderr`, async () => {
+    const helper = await startHelper({});
+    const bytes = stderrBytes(helper);
+    try {
+      assert.equal(await flood(helper.socketPath, FLOOD), FLOOD);
+      // Every flood connection has been accepted once a later one is served; then wait for
+      // the helper to notice each close.
+      (await PrClient.connect(helper.socketPath)).close();
+      await pollUntil(() => openConnections(helper) === 0, 'the helper to close every connection');
+      console.log(`# ${FLOOD} connections closed at once: ${bytes()} bytes of stderr`);
+      assert.ok(bytes() < 200, `${bytes()} bytes of stderr:\n${helper.stderr().slice(0, 2000)}`);
+    } finally {
+      assert.equal(await helper.stop(), 0);
+      helper.cleanup();
+    }
+  });
+
+  test('-v keeps one line per connection', async () => {
+    const socketPath = join(tempDir(), 'fv.sock');
+    const helper = await startHelper({ socketPath, args: ['-v', '-k', socketPath] });
+    try {
+      assert.equal(await flood(helper.socketPath, 200), 200);
+      (await PrClient.connect(helper.socketPath)).close();
+      await pollUntil(() => openConnections(helper) === 0, 'the helper to close every connection');
+      // One line each: "closed after 0 request(s)" after an EOF, the reason after a reset.
+      const closed = await linesMatching(helper, /^qemu-pr-helper: (connection \d+ \(.*\): closed after 0 request\(s\)|Unable to (read from|write to) socket: .* \[connection \d+ \(.*\)\])$/, 200);
+      assert.ok(closed.length >= 200, `${closed.length} close lines`);
+      assert.doesNotMatch(helper.stderr(), /more connection/);
+    } finally {
+      assert.equal(await helper.stop(), 0);
+      helper.cleanup();
+    }
+  });
+
+  test(`${FLOOD} refused connections (--allow-uid): a few lines, then one summary with the count`, async () => {
+    const socketPath = join(tempDir(), 'fr.sock');
+    // uid 65534 only: this test (root) is refused every time.
+    const helper = spawnHelper({ socketPath, args: ['--allow-uid=65534', '-k', socketPath] });
+    const bytes = stderrBytes(helper);
+    await pollUntil(() => existsSync(socketPath), 'the socket path');
+    try {
+      assert.equal(await flood(socketPath, FLOOD), FLOOD);
+      const uid = process.getuid?.() ?? 0;
+      const gid = process.getgid?.() ?? 0;
+      // Every refusal is logged or counted once a later connection has been refused.
+      await flood(socketPath, 1);
+      console.log(`# ${FLOOD} refused connections: ${bytes()} bytes of stderr before the summary`);
+      // The summary comes when the 10 s interval ends, with no further event to carry it.
+      const [summary] = await linesMatching(helper, /Refused \d+ more connection\(s\) from uid/, 1);
+      const m = new RegExp(`^qemu-pr-helper: Refused (\\d+) more connection\\(s\\) from uid ${uid} gid ${gid} in the last 10 s \\(--allow-uid/--allow-gid\\)$`).exec(summary ?? '');
+      assert.ok(m, summary);
+      const single = helper.stderr().split('\n').filter((line) => line.startsWith('qemu-pr-helper: Refused a connection from'));
+      console.log(`# ${FLOOD} refused connections: ${bytes()} bytes of stderr with the summary, ${single.length} single lines`);
+      assert.ok(single.length <= 10, `${single.length} single lines`);
+      assert.equal(single.length + Number(m[1]), FLOOD + 1, 'every refusal is printed or counted');
+      assert.ok(bytes() < 4096, `${bytes()} bytes`);
+    } finally {
+      assert.equal(await helper.stop(), 0);
+      helper.cleanup();
+    }
+  });
+
+  test('-v keeps one line per refused connection', async () => {
+    const socketPath = join(tempDir(), 'frv.sock');
+    const helper = spawnHelper({ socketPath, args: ['-v', '--allow-uid=65534', '-k', socketPath] });
+    await pollUntil(() => existsSync(socketPath), 'the socket path');
+    try {
+      assert.equal(await flood(socketPath, 200), 200);
+      await linesMatching(helper, /^qemu-pr-helper: Refused a connection from pid \d+ uid \d+ gid \d+: /, 200);
+      assert.doesNotMatch(helper.stderr(), /more connection/);
+    } finally {
+      assert.equal(await helper.stop(), 0);
+      helper.cleanup();
+    }
   });
 });
