@@ -33,6 +33,8 @@ import { decodeHandoff, encodeHandoff, HANDOFF_VARIABLE, HandoffError, type Hand
 import { acquirePidFile, PidFileError, releasePidFile, type PidFile } from '../daemon/pidfile.js';
 import { launchDaemon, READY_FD_VARIABLE, READY_MESSAGE } from '../daemon/launcher.js';
 import { dropAndReexec } from '../privileges/drop.js';
+import { JANITOR_READY, startJanitor } from '../privileges/janitor.js';
+import { restoreDefaultAction } from '../sys/signals.js';
 import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
 import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } from '../privileges/policy.js';
 import { CAP_SYS_ADMIN, describeMask, maskOf } from '../privileges/capabilities.js';
@@ -102,7 +104,8 @@ let stopRequested = false;
 let stop: Stop | null = null;
 // Installed before anything else, as the reference does: SIGHUP terminates, it does not
 // reload (spec §1.8).
-for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+for (const signal of STOP_SIGNALS) {
   process.on(signal, () => {
     stopRequested = true;
     stop?.();
@@ -220,6 +223,13 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
   // library's key updates and the path devices are root's, while CAP_SYS_ADMIN would
   // give that user nearly all of root's power (README "Threat model").
   const kept = keptCapabilities(mpathLibraryPath !== null && target.uid === 0);
+  const inheritedFds = parseFdList(inheritedText);
+  // From here until the serving image has its handlers, a signal may end us by its default
+  // action: the janitor then removes the socket and the pid file (src/privileges/janitor.ts).
+  const socketFile = listener.createdPath !== null && listener.dev !== null && listener.inode !== null
+    ? { path: listener.createdPath, dev: listener.dev, inode: listener.inode } : null;
+  const janitorFd = socketFile === null && resources.pidfile === null ? null
+    : startJanitor([socketFile, resources.pidfile], readyFd === null ? inheritedFds : [...inheritedFds, readyFd]);
   const handoff: Handoff = {
     listenFd: listener.fd,
     createdPath: listener.createdPath,
@@ -227,32 +237,58 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
     socketInode: listener.inode,
     pidfile: resources.pidfile,
     readyFd,
+    janitorFd,
     uid: target.uid,
     gid: target.gid,
     kept,
   };
-  const keepFds = [0, 1, 2, listener.fd, ...parseFdList(inheritedText)];
+  const keepFds = [0, 1, 2, listener.fd, ...inheritedFds];
   if (resources.pidfile) keepFds.push(resources.pidfile.fd);
   if (readyFd !== null) keepFds.push(readyFd);
+  if (janitorFd !== null) keepFds.push(janitorFd);
   if (trace.fd !== null) keepFds.push(trace.fd);
   const childEnv = {
     ...withoutCodeLoadingVariables(env), [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff),
     [TRACE_HANDOFF_VARIABLE]: encodeTraceHandoff(trace),
   };
-  try {
-    dropAndReexec({
-      uid: target.uid,
-      gid: target.gid,
-      kept,
-      keepFds,
-      execPath,
-      argv: [argv[0] ?? execPath, ...hardenedNodeFlags(execArgv, nodeVersion), argv[1] ?? '', ...argv.slice(2)],
-      env: Object.entries(childEnv).map(([k, v]) => `${k}=${v ?? ''}`),
-    });
-  } catch (error) {
-    if (!(error instanceof SyscallError)) throw error;
-    failStartup(log, resources, `Failed to drop privileges: ${error.message}`);
-  }
+  const leaveBeforeServing = (): never => {
+    if (resources.listener) discardListener(resources.listener);
+    if (resources.pidfile) releasePidFile(resources.pidfile);
+    return exitImmediately(0);
+  };
+  // Up to here everything ran synchronously, so a TERM/INT/HUP caught meanwhile sits in
+  // libuv's signal pipe: one turn of the event loop delivers it to our handler. Then the
+  // default actions come back, and a second turn delivers what was caught before that.
+  // A signal after it ends the process (the janitor cleans up) instead of being lost in
+  // the execve.
+  void yieldToLoop().then(() => {
+    if (stopRequested) leaveBeforeServing();
+    for (const signal of STOP_SIGNALS) restoreDefaultAction(signal);
+    return yieldToLoop();
+  }).then(() => {
+    if (stopRequested) leaveBeforeServing();
+    reexec();
+  });
+  const reexec = (): void => {
+    try {
+      dropAndReexec({
+        uid: target.uid,
+        gid: target.gid,
+        kept,
+        keepFds,
+        execPath,
+        argv: [argv[0] ?? execPath, ...hardenedNodeFlags(execArgv, nodeVersion), argv[1] ?? '', ...argv.slice(2)],
+        env: Object.entries(childEnv).map(([k, v]) => `${k}=${v ?? ''}`),
+      });
+    } catch (error) {
+      if (!(error instanceof SyscallError)) throw error;
+      failStartup(log, resources, `Failed to drop privileges: ${error.message}`);
+    }
+  };
+}
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The re-executed image: take over what the first one opened, then check every thread. */
@@ -264,6 +300,16 @@ function secondImage(options: Options, log: Logger, text: string, trace: TraceHa
     if (!(error instanceof HandoffError)) throw error;
     log.fatal(error.message);
     exitImmediately(1);
+  }
+  // Our TERM/INT/HUP handlers exist (installed when this module was evaluated): from now
+  // on we clean up ourselves, the janitor can go.
+  if (handoff.janitorFd !== undefined && handoff.janitorFd !== null && isOpenFd(handoff.janitorFd)) {
+    try {
+      writeSync(handoff.janitorFd, JANITOR_READY);
+    } catch {
+      // the janitor is gone
+    }
+    closeSync(handoff.janitorFd);
   }
   const resources: Resources = { listener: null, pidfile: handoff.pidfile, readyFd: handoff.readyFd };
   try {

@@ -17,6 +17,8 @@ export interface Handoff {
   pidfile: { fd: number; path: string; dev: number; inode: number } | null;
   /** Write end of the daemon launcher's readiness pipe (-d), or null. */
   readyFd: number | null;
+  /** Write end of the start-up janitor's pipe (src/privileges/janitor.ts), when there is one. */
+  janitorFd?: number | null;
   uid: number;
   gid: number;
   /** Kept capabilities, as a hexadecimal mask. */
@@ -65,6 +67,8 @@ export function decodeHandoff(text: string): Handoff {
   }
   const readyFd = r['readyFd'] ?? null;
   if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
+  const janitorFd = r['janitorFd'] ?? null;
+  if (janitorFd !== null && !isFd(janitorFd)) bad('janitorFd');
   if (!isId(r['uid'])) bad('uid');
   if (!isId(r['gid'])) bad('gid');
   if (typeof r['kept'] !== 'string' || !/^[0-9a-f]{1,16}$/.test(r['kept'])) bad('kept');
@@ -75,6 +79,7 @@ export function decodeHandoff(text: string): Handoff {
     socketInode: socketInode as number | null,
     pidfile,
     readyFd: readyFd as number | null,
+    ...(janitorFd !== null ? { janitorFd: janitorFd as number } : {}),
     uid: r['uid'] as number,
     gid: r['gid'] as number,
     kept: BigInt(`0x${r['kept'] as string}`),

@@ -86,6 +86,7 @@ export interface Libc {
   epoll_create1(flags: number): number;
   epoll_ctl(epfd: number, op: number, fd: number, event: Uint8Array): number;
   epoll_wait(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number;
+  sigaction(signal: number, action: Uint8Array, old: null): number;
 }
 
 export const libc: Libc = {
@@ -140,6 +141,8 @@ export const libc: Libc = {
   epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
   // Blocks the calling thread: only the fast-path workers call it (src/server/fast-path*.ts).
   epoll_wait: lib.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
+  // struct sigaction passed as bytes: only an all-zero one (SIG_DFL) is ever set.
+  sigaction: lib.func('int sigaction(int signum, const void *act, void *oldact)'),
 };
 
 /** Reads a uint32 at `offset` of a struct returned by a libc call (null-safe). */
