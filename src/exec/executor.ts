@@ -2,7 +2,9 @@
  * The contract every executor honours (spec §3.7):
  * - `execute` never rejects for a SCSI failure: every device or OS error is a ScsiOutcome
  *   (status + sense). A rejection means a bug, and the connection is dropped.
- * - the request's fd is borrowed: the executor never closes it or keeps it past completion.
+ * - the request's fd is the executor's: it is closed, through an FdCloser, before the
+ *   promise settles, whether it fulfils or rejects (spec §3.5 row 7: closed before the
+ *   response is sent).
  * - it never blocks the event loop; a slow device delays only its own request.
  * Response size limits are enforced when the response is encoded, whatever the outcome says.
  *

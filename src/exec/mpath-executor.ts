@@ -85,25 +85,31 @@ export class MultipathExecutor implements ScsiExecutor {
     if (device === null) return this.#plain.execute(request);
     this.#executing++;
     try {
-      this.#library ??= this.#openLibrary();
-      const library = await this.#library;
-      if (library === null) {
-        // Never down one path: a registration on one path only breaks fencing.
-        this.#options.log(`Refusing a PR command on multipath device ${device.major}:${device.minor}: libmpathpersist is not available`);
-        return checkCondition('INVALID_OPCODE');
-      }
-      switch (request.opcode) {
-        case Opcode.PERSISTENT_RESERVE_IN:
-          return await this.#prIn(library, device, request);
-        case Opcode.PERSISTENT_RESERVE_OUT:
-          return this.#readOnly(request.fd) ?? await this.#prOut(library, device, request.fd, request.cdb, request.parameters);
-        case PR_HELPER_CLEANUP:
-          return this.#readOnly(request.fd) ?? await this.#cleanup(library, request.fd, device);
-        default:
-          throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
-      }
+      return await this.#executeOnMap(request, device);
     } finally {
+      // The fd is ours (see ScsiExecutor); released before the request settles.
+      await this.#runner.release(request.fd);
       this.#executing--;
+    }
+  }
+
+  async #executeOnMap(request: PrRequest, device: BlockDevice): Promise<ScsiOutcome> {
+    this.#library ??= this.#openLibrary();
+    const library = await this.#library;
+    if (library === null) {
+      // Never down one path: a registration on one path only breaks fencing.
+      this.#options.log(`Refusing a PR command on multipath device ${device.major}:${device.minor}: libmpathpersist is not available`);
+      return checkCondition('INVALID_OPCODE');
+    }
+    switch (request.opcode) {
+      case Opcode.PERSISTENT_RESERVE_IN:
+        return await this.#prIn(library, device, request);
+      case Opcode.PERSISTENT_RESERVE_OUT:
+        return this.#readOnly(request.fd) ?? await this.#prOut(library, device, request.fd, request.cdb, request.parameters);
+      case PR_HELPER_CLEANUP:
+        return this.#readOnly(request.fd) ?? await this.#cleanup(library, request.fd, device);
+      default:
+        throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
     }
   }
 

@@ -14,11 +14,14 @@ import { PR_HELPER_CDB_SIZE, PR_HELPER_CLEANUP, PR_HELPER_DATA_SIZE } from '../p
 import type { PrRequest } from '../protocol/session.js';
 import { accessMode } from '../sys/fd.js';
 import type { SgIoCommand, SgIoResult } from '../sys/sgio.js';
-import type { ScsiExecutor } from './executor.js';
+import type { FdCloser, ScsiExecutor } from './executor.js';
 
-/** Runs one SG_IO command on a borrowed fd. */
-export interface SgIoRunner {
+/** Runs SG_IO commands, and closes client fds, off the main thread (src/exec/sgio-pool.ts). */
+export interface SgIoRunner extends FdCloser {
+  /** Runs one SG_IO command on a borrowed fd. */
   run(fd: number, command: SgIoCommand): Promise<SgIoResult>;
+  /** Runs one SG_IO command on an fd it then closes, before settling either way. */
+  runAndRelease(fd: number, command: SgIoCommand): Promise<SgIoResult>;
   readonly inFlight: number;
   close(): void;
 }
@@ -114,9 +117,19 @@ export class SgIoExecutor implements ScsiExecutor {
   }
 
   async execute(request: PrRequest): Promise<ScsiOutcome> {
-    const plan = planSgIo(request, this.#timeoutMs);
-    if (plan.kind === 'answer') return plan.outcome;
-    return sgIoOutcome(request, await this.#runner.run(request.fd, plan.command));
+    let plan: SgIoPlan;
+    try {
+      plan = planSgIo(request, this.#timeoutMs);
+    } catch (error) {
+      await this.#runner.release(request.fd);
+      throw error;
+    }
+    if (plan.kind === 'answer') {
+      await this.#runner.release(request.fd);
+      return plan.outcome;
+    }
+    // The ioctl and the close on one thread, in one hand-off.
+    return sgIoOutcome(request, await this.#runner.runAndRelease(request.fd, plan.command));
   }
 
   close(): void {

@@ -51,6 +51,8 @@ export interface SgIoPoolHooks {
 
 interface SgIoJob extends SgIoJobInfo {
   kind: 'sg-io';
+  /** The pool owns the fd and closes it on the thread right after the ioctl. */
+  thenClose: boolean;
   resolve: (result: SgIoResult) => void;
   reject: (error: Error) => void;
 }
@@ -108,11 +110,26 @@ export class SgIoPool {
 
   /** Runs `command` on `fd` (borrowed until the promise settles). */
   run(fd: number, command: SgIoCommand): Promise<SgIoResult> {
+    return this.#run(fd, command, false);
+  }
+
+  /**
+   * Runs `command` on `fd`, which the pool owns from now on: the same thread closes it
+   * right after the ioctl (see release()), before the promise settles either way.
+   */
+  runAndRelease(fd: number, command: SgIoCommand): Promise<SgIoResult> {
+    if (this.#closed) {
+      return this.release(fd).then(() => Promise.reject(new Error('Cannot run SG_IO: the pool is closed')));
+    }
+    return this.#run(fd, command, true);
+  }
+
+  #run(fd: number, command: SgIoCommand, thenClose: boolean): Promise<SgIoResult> {
     if (this.#closed) return Promise.reject(new Error('Cannot run SG_IO: the pool is closed'));
     return new Promise((resolve, reject) => {
       const id = ++this.#submitted;
-      const job: SgIoJob = this.#hooks === null ? { kind: 'sg-io', id, fd, command, resolve, reject } : {
-        kind: 'sg-io', id, fd, command,
+      const job: SgIoJob = this.#hooks === null ? { kind: 'sg-io', thenClose, id, fd, command, resolve, reject } : {
+        kind: 'sg-io', thenClose, id, fd, command,
         resolve: (result) => {
           this.#notify(() => this.#hooks?.completed(job, result));
           resolve(result);
@@ -188,7 +205,7 @@ export class SgIoPool {
     this.#watcher.ref(true);
     try {
       if (job.kind === 'close') slot.thread.startClose(job.fd);
-      else slot.thread.start(job.fd, job.command);
+      else slot.thread.start(job.fd, job.command, job.thenClose);
     } catch (error) {
       slot.job = null;
       this.#running--;

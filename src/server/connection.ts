@@ -236,7 +236,7 @@ export class Connection implements FastPathClient {
     settled.then(
       (outcome) => this.#executed(request, outcome, device, started),
       (error: unknown) => {
-        this.#release([request.fd]);
+        // The executor closed the fd either way (ScsiExecutor).
         this.#executing = false;
         this.#fail(`Internal error executing a request: ${describe(error)}`);
       },
@@ -246,9 +246,8 @@ export class Connection implements FastPathClient {
     }).finally(() => this.#deps.onSettled());
   }
 
-  /** Closes the request's fd, then answers: settles once the fd is closed. */
-  async #executed(request: PrRequest, outcome: ScsiOutcome, device: DeviceInfo | null, started: number): Promise<void> {
-    await this.#deps.closer.release(request.fd);
+  /** Answers a request whose fd the executor has closed. */
+  #executed(request: PrRequest, outcome: ScsiOutcome, device: DeviceInfo | null, started: number): void {
     this.#executing = false;
     if (this.#closed) return;
     const response = this.#session.respond(request, outcome);

@@ -22,6 +22,8 @@ export const Control = {
 export const Op = {
   SG_IO: 0,
   CLOSE: 1,
+  /** SG_IO, then close(): a request's whole use of its fd in one hand-off. */
+  SG_IO_THEN_CLOSE: 2,
 } as const;
 
 export const State = {

@@ -56,6 +56,7 @@ for (;;) {
     const address = ((control[Control.ADDR_LO] ?? 0) >>> 0) + (control[Control.ADDR_HI] ?? 0) * 0x1_0000_0000;
     const rc = libc.ioctl(fd, SG_IO, address);
     control[Control.ERRNO] = rc < 0 ? lastErrno() : 0;
+    if (control[Control.OP] === Op.SG_IO_THEN_CLOSE) libc.close(fd);
   }
   Atomics.store(control, Control.STATE, State.DONE);
   libc.write(data.completionFd, one, 8);

@@ -185,15 +185,18 @@ export class SgIoThread {
     this.#worker.on('exit', () => this.onExit?.(null));
   }
 
-  /** Starts `command` on `fd` (borrowed: the caller closes it after completion). */
-  start(fd: number, command: SgIoCommand): void {
+  /**
+   * Starts `command` on `fd`: borrowed (the caller closes it after completion), or with
+   * `thenClose`, owned by the thread, which closes it right after the ioctl.
+   */
+  start(fd: number, command: SgIoCommand, thenClose = false): void {
     if (Atomics.load(this.#control, Control.STATE) !== State.IDLE) {
       throw new Error('Cannot start SG_IO: the thread is busy');
     }
     this.#area.prepare(command);
     const c = this.#control;
     c[Control.FD] = fd;
-    c[Control.OP] = Op.SG_IO;
+    c[Control.OP] = thenClose ? Op.SG_IO_THEN_CLOSE : Op.SG_IO;
     const address = this.#area.address;
     c[Control.ADDR_LO] = address % 0x1_0000_0000 | 0;
     c[Control.ADDR_HI] = Math.floor(address / 0x1_0000_0000);
