@@ -186,6 +186,20 @@ export class RequestLog implements ServerObserver {
     this.#print(this.#limiter.flush(Infinity));
   }
 
+  /**
+   * A per-event error from outside the event stream (a failed accept, a libmpathpersist
+   * message), limited like the rest: counted under its reason with the numbers blanked.
+   */
+  error(text: string): void {
+    this.#limited({
+      kind: `error ${reasonKind(text)}`,
+      line: { level: 'error', text },
+      summary: (count, example) => ({
+        level: 'error', text: `${count} more error(s) like this in the last ${seconds(this.#limits)}, e.g. ${example.text}`,
+      }),
+    });
+  }
+
   /** At -v and above every event has its line; below, per-connection lines are limited. */
   #limited(event: LimitedEvent<LogLine>): void {
     if (this.#log.verbosity >= 2) {

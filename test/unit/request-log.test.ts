@@ -113,6 +113,17 @@ describe('RequestLog at the default level', () => {
   });
 });
 
+test('error(): lines from outside the event stream share the limits', () => {
+  const { log, clock, lines } = setup();
+  for (let i = 0; i < 10; i++) log.error('Unable to accept a connection: Too many open files');
+  clock.advance(10_000);
+  assert.deepEqual(lines, [
+    'prh: Unable to accept a connection: Too many open files',
+    'prh: Unable to accept a connection: Too many open files',
+    'prh: 8 more error(s) like this in the last 10 s, e.g. Unable to accept a connection: Too many open files',
+  ]);
+});
+
 describe('RequestLog at -v', () => {
   test('every event keeps its line, nothing is summarised, no timer', () => {
     const { log, clock, lines } = setup(2);
