@@ -355,40 +355,42 @@ function announceReady(log: Logger, readyFd: number | null): void {
 }
 
 /**
- * Says at start-up whether PR commands on multipath devices will work, and returns the
- * opener the executor calls on the first multipath request (spec §5; never a PR down a
- * single path of a multipath map).
+ * Returns the opener the executor calls on the first multipath request (spec §5; never a
+ * PR down a single path of a multipath map). A host without multipath devices is told
+ * nothing at the default level: -v says at start what multipath would do, and a reason it
+ * cannot work is a warning when the first multipath fd arrives (once).
  */
 function multipathOpener(log: Logger, uid: number, kept: bigint): () => Promise<MpathLibrary | null> {
   const path = mpathLibraryPath;
-  const none = (): Promise<MpathLibrary | null> => Promise.resolve(null);
-  if (path === null) {
-    // A host without multipath devices gets no warning about a feature it does not use:
-    // -v says it at start, and the first multipath fd gets the warning (once).
-    log.info('multipath: libmpathpersist.so.0 not found; PR commands on dm-multipath devices would be refused');
-    return () => {
-      log.warning('warning: a PR command arrived on a dm-multipath device, but libmpathpersist.so.0 is not installed: ' +
-        'PR commands on dm-multipath devices are refused. ' +
-        'Install it (Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
+  const refuse = (reason: string) => {
+    log.info(`multipath: PR commands on dm-multipath devices would be refused: ${reason}`);
+    return (): Promise<MpathLibrary | null> => {
+      log.warning(`warning: a PR command arrived on a dm-multipath device, but ${reason}: PR commands on dm-multipath devices are refused`);
       return Promise.resolve(null);
     };
+  };
+  if (path === null) {
+    return refuse('libmpathpersist.so.0 is not installed ' +
+      '(Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
   }
   if ((kept & ADMIN) === 0n) {
-    log.warning(uid !== 0
-      ? 'warning: PR commands on dm-multipath devices will be refused: with -u to a user other than root the helper does not keep CAP_SYS_ADMIN, which libmpathpersist needs (and multipathd takes key updates only from uid 0); run without -u for multipath'
-      : 'warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
-    return none;
+    return refuse(uid !== 0
+      ? 'with -u to a user other than root the helper does not keep CAP_SYS_ADMIN, which libmpathpersist needs ' +
+        '(and multipathd takes key updates only from uid 0); run without -u for multipath'
+      : 'libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
   }
-  if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
   log.info(`multipath: ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'}), loaded on the first multipath request`);
-  return () => MpathLibrary.open(path, log.journal).then((library) => {
-    log.info(`multipath: libmpathpersist initialised (${path})`);
-    return library;
-  }, (error: unknown) => {
-    log.warning(`warning: libmpathpersist (${path}) cannot be used: ${error instanceof Error ? error.message : String(error)}; ` +
-      'PR commands on dm-multipath devices will be refused');
-    return null;
-  });
+  return () => {
+    if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
+    return MpathLibrary.open(path, log.journal).then((library) => {
+      log.info(`multipath: libmpathpersist initialised (${path})`);
+      return library;
+    }, (error: unknown) => {
+      log.warning(`warning: libmpathpersist (${path}) cannot be used: ${error instanceof Error ? error.message : String(error)}; ` +
+        'PR commands on dm-multipath devices will be refused');
+      return null;
+    });
+  };
 }
 
 /**
@@ -425,7 +427,8 @@ function serveWith(
   // Trace points only when some are enabled: otherwise nothing observes or hooks anything.
   const tracer = trace.events.length === 0 ? null
     : new Tracer(new Set(trace.events), trace.fd === null ? stderrTraceSink : fileTraceSink(trace.fd));
-  const observer = combineObservers([new RequestLog(log, { showKeys: options.logKeys }), ...(tracer ? [tracer] : [])]);
+  const requestLog = new RequestLog(log, { showKeys: options.logKeys });
+  const observer = combineObservers([requestLog, ...(tracer ? [tracer] : [])]);
   // Without request log lines or request trace points, requests run on the fast path's
   // workers; the main thread's pool then serves only what they hand back, and starts its
   // threads when first needed.
@@ -435,17 +438,20 @@ function serveWith(
   const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: fastPath !== null }, tracer?.poolHooks() ?? null);
   const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
   const executor = new MultipathExecutor(plain, pool, multipathOpener(log, uid, kept), {
-    noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => log.error(m),
+    // Per-request errors share the default level's limits (src/log/limiter.ts).
+    noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => requestLog.error(m),
   });
   const access = options.allowUids === null && options.allowGids === null ? null
     : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };
-  const server = new Server({ listener, executor, closer: pool, log, observer, access, fastPath });
+  const server = new Server({ listener, executor, closer: pool, log, observer, access, fastPath, reportError: (m) => requestLog.error(m) });
   server.start(LISTEN_BACKLOG);
   log.info(`Running as ${identity}`);
   announceReady(log, resources.readyFd);
 
   let stopping = false;
   const leave = (): never => {
+    // A summary of suppressed log lines still waiting for its interval is printed now.
+    requestLog.flush();
     if (resources.pidfile) {
       const message = releasePidFile(resources.pidfile);
       if (message) log.fatal(message);

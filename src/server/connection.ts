@@ -15,7 +15,8 @@ import { PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { ScsiOutcome } from '../scsi/constants.js';
 import { FdWatcher, type Readiness } from '../sys/poll.js';
-import { MessageReceiver, sendBytes } from '../sys/socket.js';
+import { MessageReceiver, queuedBytes, sendBytes, shutdownReading } from '../sys/socket.js';
+import { closeFd } from '../sys/fd.js';
 import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
 import { describeDevice } from './device-info.js';
@@ -326,12 +327,24 @@ export class Connection implements FastPathClient {
     this.#pending = null;
     this.#release(this.#session.end().discardFds);
     this.#watcher.close();
-    this.#release([this.fd]);
+    closeClientSocket(this.fd, this.#deps.closer);
     this.#deps.observer.notify({
       type: 'closed', connection: this.#deps.info, reason: this.#reason, requests: this.#requests, peerGone: this.#peerGone,
     });
     this.#deps.onClosed(this);
   }
+}
+
+/**
+ * Closes an accepted socket. Unread messages may carry fds in flight, and the last close of
+ * one of those may block (README "Threat model"), so such a socket is closed by the
+ * closer. Once reading is shut down nothing more can be queued: a socket with nothing
+ * queued then is closed here at once (the common case, with no thread involved).
+ */
+export function closeClientSocket(fd: number, closer: FdCloser): void {
+  // (SCM_RIGHTS fds travel with at least one byte on a stream socket.)
+  if (shutdownReading(fd) && queuedBytes(fd) === 0) closeFd(fd);
+  else void closer.release(fd);
 }
 
 let receiver: MessageReceiver | null = null;

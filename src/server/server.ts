@@ -4,7 +4,7 @@
  * answer them, close idle connections, then report completion.
  */
 import { Acceptor, type ListenerInfo } from './listener.js';
-import { Connection } from './connection.js';
+import { Connection, closeClientSocket } from './connection.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { Logger } from '../log/logger.js';
 import { peerCredentials } from '../sys/socket.js';
@@ -36,6 +36,8 @@ export interface ServerDeps {
   access: AccessPolicy | null;
   /** Serves idle connections' next requests on worker threads (fast-path.ts); null: all here. */
   fastPath?: FastPath | null;
+  /** Where repeated errors (failed accepts) go; the log's limiter in the helper. */
+  reportError?: (message: string) => void;
 }
 
 /**
@@ -72,7 +74,7 @@ export class Server {
     this.#capacity = connectionCapacity(limit);
     this.#acceptor = new Acceptor(deps.listener, {
       onConnection: (fd) => this.#accept(fd),
-      onError: (message) => deps.log.error(message),
+      onError: (message) => (deps.reportError ?? ((m: string) => deps.log.error(m)))(message),
       // New connections wait in the listen backlog rather than take the fds that open
       // connections need for their requests (README "Threat model").
       canAccept: () => this.#roomForOneMore(limit),
@@ -94,8 +96,7 @@ export class Server {
     const refused = refusal(this.#deps.access, peer);
     if (refused !== null) {
       this.#deps.observer.notify({ type: 'refused', fd, peer, reason: refused });
-      // It may already hold fds in flight, whose last close could block.
-      void this.#deps.closer.release(fd);
+      closeClientSocket(fd, this.#deps.closer);
       return;
     }
     const info = { id: ++this.#accepted, fd, peer };

@@ -56,6 +56,7 @@ export interface Libc {
   getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint8Array): number;
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
   getrlimit(resource: number, limit: Uint8Array): number;
+  shutdown(fd: number, how: number): number;
   getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
   rename(from: string, to: string): number;
   unlink(path: string): number;
@@ -106,6 +107,7 @@ export const libc: Libc = {
   getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
   setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
   getrlimit: lib.func('int getrlimit(int resource, void *limit)'),
+  shutdown: lib.func('int shutdown(int fd, int how)'),
   getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
   rename: lib.func('int rename(const char *from, const char *to)'),
   unlink: lib.func('int unlink(const char *path)'),

@@ -118,6 +118,11 @@ export function bytesAvailable(fd: number): number {
   return libc.ioctlInt(fd, FIONREAD, available) < 0 ? 0 : (available[0] ?? 0);
 }
 
+/** Bytes queued to read (FIONREAD), or null when that cannot be told. */
+export function queuedBytes(fd: number): number | null {
+  return libc.ioctlInt(fd, FIONREAD, available) < 0 ? null : (available[0] ?? 0);
+}
+
 export type ReceiveResult =
   | { kind: 'data'; bytes: Uint8Array; fds: number[]; truncated: boolean }
   | { kind: 'eof'; fds: number[] }
@@ -262,6 +267,16 @@ export interface PeerCredentials {
 const SO_PEERCRED = 17;
 
 /** The connecting process's credentials at connect() time (SO_PEERCRED), or null. */
+const SHUT_RD = 0;
+
+/**
+ * shutdown(SHUT_RD) on a Unix stream socket: nothing more can be queued to it (the peer's
+ * sends fail with EPIPE). Returns false when it failed (e.g. ENOTCONN).
+ */
+export function shutdownReading(fd: number): boolean {
+  return libc.shutdown(fd, SHUT_RD) === 0;
+}
+
 const SO_LINGER = 13;
 
 /**

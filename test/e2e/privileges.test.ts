@@ -88,7 +88,8 @@ const MODES: Mode[] = [
     skip: noAccounts,
     dirOwner: nobody,
     command: (socket) => ({ binary: OUR_HELPER, args: ['-u', 'nobody', '-g', 'nogroup', '-k', socket] }),
-    expected: () => dropped(nobody(), 0n, KEPT_AS_ROOT),
+    // -u to a user other than root never keeps CAP_SYS_ADMIN (README "Threat model").
+    expected: () => dropped(nobody(), 0n, RAWIO),
     key: 0x9e02n,
   },
   {
@@ -214,16 +215,9 @@ describe('PR commands through our helper after the privilege drop, in each mode 
         log(`mode ${mode.n}: SIGTERM -> exit ${code}${stderr.length > 0 ? `; stderr: ${stderr.split('\n').join(' | ')}` : ''}`);
         assert.equal(code, 0, `mode ${mode.n}: exit status after SIGTERM (stderr: ${stderr})`);
         assert.ok(!existsSync(socket), 'the helper removed its socket');
-        // With libmpathpersist installed, modes 2 and 3 are told why multipath is limited:
-        // multipathd takes key updates only from uid 0, and without CAP_SYS_ADMIN the
-        // library cannot be used. Those exact warnings are expected; nothing else is.
-        const expectedWarnings = KEPT_AS_ROOT === RAWIO ? [] : mode.n === 2
-          ? [/^qemu-pr-helper: warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys$/]
-          : mode.n === 3 ? [/^qemu-pr-helper: warning: PR commands on dm-multipath devices will be refused: libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given$/]
-            : [];
-        const rest = stderr.split('\n').filter((line) => !expectedWarnings.some((w) => w.test(line)));
-        for (const w of expectedWarnings) assert.ok(stderr.split('\n').some((line) => w.test(line)), `mode ${mode.n}: expected ${w}`);
-        assert.doesNotMatch(rest.join('\n'), /warning|fail|refus/i, 'no other warning or failure on stderr');
+        // Why multipath would not work in modes 2 and 3 is said when a multipath fd arrives,
+        // not at every start: no PR command here is on a multipath map, so nothing is said.
+        assert.doesNotMatch(stderr, /warning|fail|refus/i, 'no warning or failure on stderr');
       });
   }
 

@@ -193,7 +193,7 @@ describe('multipath capability (spec §2: CAP_SYS_ADMIN only with libmpathpersis
       const lines = helper.stderr().split('\n').filter((line) => line.includes('libmpathpersist'));
       if (verbose) {
         assert.equal(lines.length, 1, helper.stderr());
-        assert.match(lines[0] ?? '', /libmpathpersist\.so\.0 not found; PR commands on dm-multipath devices would be refused/);
+        assert.match(lines[0] ?? '', /multipath: PR commands on dm-multipath devices would be refused: libmpathpersist\.so\.0 is not installed/);
       } else {
         assert.deepEqual(lines, [], helper.stderr());
       }
