@@ -22,6 +22,16 @@ const VICTIM_TEXT = 'precious contents\n';
 /** How many upcoming pids to plant for: covers the processes others start meanwhile. */
 const PLANTED_PIDS = 400;
 
+/** Runs `body` in a fresh temporary directory, removed afterwards. */
+function inTempDirSync(body: (dir: string) => void): void {
+  const dir = tempDir('prh-stage-');
+  try {
+    body(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
@@ -84,130 +94,109 @@ describe('staging names', () => {
 
 describe('pid file staging name (in process, known pid)', () => {
   test('a symlink planted at the predictable staging name is neither followed nor removed', () => {
-    const dir = tempDir('prh-stage-');
-    try {
-      const victim = victimIn(dir);
-      const path = join(dir, 'h.pid');
-      const pid = 4242;
-      const planted = join(dir, `.h.pid.${pid}~`);
-      symlinkSync(victim, planted);
-      const before = openFds();
-      const pidfile = acquirePidFile(path, pid);
-      assert.equal(readFileSync(victim, 'utf8'), VICTIM_TEXT, 'victim written through the symlink at start');
-      assert.equal(lstatSync(path).isFile(), true, 'the pid file is a regular file, not the planted symlink');
-      assert.equal(readFileSync(path, 'utf8'), `${pid}\n`);
-      assert.equal(releasePidFile(pidfile), null);
-      assert.equal(readFileSync(victim, 'utf8'), VICTIM_TEXT, 'victim changed at exit');
-      assert.equal(lstatSync(planted).isSymbolicLink(), true, 'the planted name is not ours to remove');
-      assert.equal(existsSync(path), false);
-      assert.equal(openFds(), before, 'no fd leaked');
-      // Only the planted name and the victim remain: no staging file of ours is left.
-      assert.deepEqual(readdirSync(dir).sort(), [`.h.pid.${pid}~`, 'victim']);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    inTempDirSync((dir) => {
+    const victim = victimIn(dir);
+    const path = join(dir, 'h.pid');
+    const pid = 4242;
+    const planted = join(dir, `.h.pid.${pid}~`);
+    symlinkSync(victim, planted);
+    const before = openFds();
+    const pidfile = acquirePidFile(path, pid);
+    assert.equal(readFileSync(victim, 'utf8'), VICTIM_TEXT, 'victim written through the symlink at start');
+    assert.equal(lstatSync(path).isFile(), true, 'the pid file is a regular file, not the planted symlink');
+    assert.equal(readFileSync(path, 'utf8'), `${pid}\n`);
+    assert.equal(releasePidFile(pidfile), null);
+    assert.equal(readFileSync(victim, 'utf8'), VICTIM_TEXT, 'victim changed at exit');
+    assert.equal(lstatSync(planted).isSymbolicLink(), true, 'the planted name is not ours to remove');
+    assert.equal(existsSync(path), false);
+    assert.equal(openFds(), before, 'no fd leaked');
+    // Only the planted name and the victim remain: no staging file of ours is left.
+    assert.deepEqual(readdirSync(dir).sort(), [`.h.pid.${pid}~`, 'victim']);
+    });
   });
 
   test('a directory planted at the staging name does not stop the pid file', () => {
-    const dir = tempDir('prh-stage-');
-    try {
-      const path = join(dir, 'h.pid');
-      mkdirSync(join(dir, '.h.pid.4243~'));
-      const pidfile = acquirePidFile(path, 4243);
-      assert.equal(readFileSync(path, 'utf8'), '4243\n');
-      assert.equal(releasePidFile(pidfile), null);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    inTempDirSync((dir) => {
+    const path = join(dir, 'h.pid');
+    mkdirSync(join(dir, '.h.pid.4243~'));
+    const pidfile = acquirePidFile(path, 4243);
+    assert.equal(readFileSync(path, 'utf8'), '4243\n');
+    assert.equal(releasePidFile(pidfile), null);
+    });
   });
 
   test('a symlink at the pid file path itself is replaced, not written through', () => {
-    const dir = tempDir('prh-stage-');
-    try {
-      const victim = victimIn(dir);
-      const path = join(dir, 'h.pid');
-      symlinkSync(victim, path);
-      const pidfile = acquirePidFile(path, 4244);
-      assert.equal(lstatSync(path).isFile(), true);
-      assert.equal(readFileSync(path, 'utf8'), '4244\n');
-      assert.equal(releasePidFile(pidfile), null);
-      assert.equal(readFileSync(victim, 'utf8'), VICTIM_TEXT);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    inTempDirSync((dir) => {
+    const victim = victimIn(dir);
+    const path = join(dir, 'h.pid');
+    symlinkSync(victim, path);
+    const pidfile = acquirePidFile(path, 4244);
+    assert.equal(lstatSync(path).isFile(), true);
+    assert.equal(readFileSync(path, 'utf8'), '4244\n');
+    assert.equal(releasePidFile(pidfile), null);
+    assert.equal(readFileSync(victim, 'utf8'), VICTIM_TEXT);
+    });
   });
 
   test('at exit, the path is unlinked only if it is still our file (device and inode)', () => {
-    const dir = tempDir('prh-stage-');
-    try {
-      const path = join(dir, 'h.pid');
-      // Replaced by a symlink to our own file: the symlink is not ours.
-      const pidfile = acquirePidFile(path, 4245);
-      renameSync(path, join(dir, 'moved'));
-      symlinkSync(join(dir, 'moved'), path);
-      assert.equal(releasePidFile(pidfile), null);
-      assert.equal(lstatSync(path).isSymbolicLink(), true, 'a symlink to our file was unlinked');
-      rmSync(path);
-      rmSync(join(dir, 'moved'));
-      // Same inode number on another device: not ours either.
-      const second = acquirePidFile(path, 4246);
-      const forged: PidFile = { ...second, dev: second.dev + 1 };
-      assert.equal(releasePidFile(forged), null);
-      assert.equal(existsSync(path), true, 'a file with our inode number on another device was unlinked');
-      assert.equal(readFileSync(path, 'utf8'), '4246\n', 'nothing truncated');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    inTempDirSync((dir) => {
+    const path = join(dir, 'h.pid');
+    // Replaced by a symlink to our own file: the symlink is not ours.
+    const pidfile = acquirePidFile(path, 4245);
+    renameSync(path, join(dir, 'moved'));
+    symlinkSync(join(dir, 'moved'), path);
+    assert.equal(releasePidFile(pidfile), null);
+    assert.equal(lstatSync(path).isSymbolicLink(), true, 'a symlink to our file was unlinked');
+    rmSync(path);
+    rmSync(join(dir, 'moved'));
+    // Same inode number on another device: not ours either.
+    const second = acquirePidFile(path, 4246);
+    const forged: PidFile = { ...second, dev: second.dev + 1 };
+    assert.equal(releasePidFile(forged), null);
+    assert.equal(existsSync(path), true, 'a file with our inode number on another device was unlinked');
+    assert.equal(readFileSync(path, 'utf8'), '4246\n', 'nothing truncated');
+    });
   });
 });
 
 describe('socket staging name (in process, our pid)', () => {
   test('a directory planted at the predictable staging name does not block start-up', () => {
-    const dir = tempDir('prh-stage-');
+    inTempDirSync((dir) => {
+    const path = join(dir, 'pr.sock');
+    mkdirSync(join(dir, `.pr.sock.${process.pid}~`));
+    const before = openFds();
+    let info: ListenerInfo | null = null;
     try {
-      const path = join(dir, 'pr.sock');
-      mkdirSync(join(dir, `.pr.sock.${process.pid}~`));
-      const before = openFds();
-      let info: ListenerInfo | null = null;
-      try {
-        info = listenOnPath(path);
-      } catch (error) {
-        assert.fail(`start-up failed: ${(error as Error).message}`);
-      }
-      assert.equal(lstatSync(path).isSocket(), true);
-      discardListener(info);
-      assert.equal(existsSync(path), false);
-      assert.equal(openFds(), before, 'no fd leaked');
-      assert.deepEqual(readdirSync(dir), [`.pr.sock.${process.pid}~`]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+      info = listenOnPath(path);
+    } catch (error) {
+      assert.fail(`start-up failed: ${(error as Error).message}`);
     }
+    assert.equal(lstatSync(path).isSocket(), true);
+    discardListener(info);
+    assert.equal(existsSync(path), false);
+    assert.equal(openFds(), before, 'no fd leaked');
+    assert.deepEqual(readdirSync(dir), [`.pr.sock.${process.pid}~`]);
+    });
   });
 
   test('a file at the staging name is not ours: never unlinked', () => {
-    const dir = tempDir('prh-stage-');
-    try {
-      const path = join(dir, 'pr.sock');
-      const planted = join(dir, `.pr.sock.${process.pid}~`);
-      writeFileSync(planted, VICTIM_TEXT);
-      const info = listenOnPath(path);
-      discardListener(info);
-      assert.equal(readFileSync(planted, 'utf8'), VICTIM_TEXT);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    inTempDirSync((dir) => {
+    const path = join(dir, 'pr.sock');
+    const planted = join(dir, `.pr.sock.${process.pid}~`);
+    writeFileSync(planted, VICTIM_TEXT);
+    const info = listenOnPath(path);
+    discardListener(info);
+    assert.equal(readFileSync(planted, 'utf8'), VICTIM_TEXT);
+    });
   });
 
   test('discarding never unlinks a socket with our inode number on another device', () => {
-    const dir = tempDir('prh-stage-');
-    try {
-      const path = join(dir, 'pr.sock');
-      const info = listenOnPath(path);
-      discardListener({ ...info, dev: (info.dev ?? 0) + 1 });
-      assert.equal(existsSync(path), true);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    inTempDirSync((dir) => {
+    const path = join(dir, 'pr.sock');
+    const info = listenOnPath(path);
+    discardListener({ ...info, dev: (info.dev ?? 0) + 1 });
+    assert.equal(existsSync(path), true);
+    });
   });
 });
 
