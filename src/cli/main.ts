@@ -12,7 +12,7 @@
  */
 // First: replaces Node's SIGUSR1 inspector trigger before any other module is evaluated.
 import '../privileges/no-inspector.js';
-import { closeSync, existsSync, openSync, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, read, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { env, argv, execArgv, execPath, pid, version as nodeVersion } from 'node:process';
@@ -20,7 +20,7 @@ import { parseCommandLine, type Options } from './options.js';
 import { Logger, stderrIsJournal } from '../log/logger.js';
 import { checkActivation } from '../server/activation.js';
 import {
-  ListenError, adoptActivatedSocket, adoptListeningSocket, claimActivatedFds, discardListener, listenOnPath,
+  ListenError, adoptActivatedSocket, adoptListeningSocket, claimActivatedFds, discardListener, listenOnPath, publishListener,
   LISTEN_BACKLOG, type ListenerInfo,
 } from '../server/listener.js';
 import { lookupGroupId, lookupUserId } from '../sys/accounts.js';
@@ -33,7 +33,7 @@ import { decodeHandoff, encodeHandoff, HANDOFF_VARIABLE, HandoffError, type Hand
 import { acquirePidFile, PidFileError, releasePidFile, type PidFile } from '../daemon/pidfile.js';
 import { launchDaemon, READY_FD_VARIABLE, READY_MESSAGE } from '../daemon/launcher.js';
 import { dropAndReexec } from '../privileges/drop.js';
-import { JANITOR_READY, startJanitor } from '../privileges/janitor.js';
+import { JANITOR_PUBLISHED, JANITOR_READY, startJanitor } from '../privileges/janitor.js';
 import { restoreDefaultAction } from '../sys/signals.js';
 import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
 import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } from '../privileges/policy.js';
@@ -127,10 +127,46 @@ function failStartup(log: Logger, resources: Resources, message: string, hint: s
   exitImmediately(1);
 }
 
+/** Puts the socket in place (renames it from its temporary name), or fails start-up. */
+function publishOrFail(log: Logger, resources: Resources): void {
+  if (resources.listener === null) return;
+  try {
+    publishListener(resources.listener);
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error;
+    failStartup(log, resources, error.message);
+  }
+}
+
+/** How long the serving image waits for the janitor to put the socket in place. */
+const PUBLICATION_TIMEOUT_MS = 10_000;
+
+/**
+ * Resolves once the janitor, told "ready", has renamed the socket into place (true), or
+ * false when it could not (its answer, end of file or the time out). The serving image may
+ * not be able to look into the directory itself, so the janitor answers on a pipe.
+ */
+function janitorPublished(listener: ListenerInfo, answerFd: number | null): Promise<boolean> {
+  if (listener.staging === undefined || listener.staging === null) return Promise.resolve(true);
+  if (answerFd === null) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), PUBLICATION_TIMEOUT_MS);
+    const buffer = Buffer.alloc(64);
+    read(answerFd, buffer, 0, buffer.length, null, (error, n) => {
+      clearTimeout(timer);
+      closeSync(answerFd);
+      const published = error === null && buffer.toString('latin1', 0, n).startsWith(JANITOR_PUBLISHED);
+      if (published) listener.staging = null;
+      resolve(published);
+    });
+  });
+}
+
 function openListener(options: Options, log: Logger): ListenerInfo {
   const activation = checkActivation(env, pid);
   if (activation.kind === 'invalid') throw new ListenError(activation.message);
-  if (activation.kind === 'none') return listenOnPath(options.socketPath);
+  // Not put in place yet: see firstImage.
+  if (activation.kind === 'none') return listenOnPath(options.socketPath, { publish: false });
   delete env['LISTEN_PID'];
   delete env['LISTEN_FDS'];
   claimActivatedFds(activation.count);
@@ -211,6 +247,8 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
     if (review.errors.length > 0) {
       failStartup(log, resources, `Refusing to run: ${review.errors.slice(0, 4).join('; ')}`);
     }
+    // Our handlers exist since this module was evaluated: the path may appear.
+    publishOrFail(log, resources);
     serve(options, log, resources, listener, `uid ${uid} gid ${gid} as started`, uid, kept, trace);
     return;
   }
@@ -226,10 +264,14 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
   const inheritedFds = parseFdList(inheritedText);
   // From here until the serving image has its handlers, a signal may end us by its default
   // action: the janitor then removes the socket and the pid file (src/privileges/janitor.ts).
+  // It also puts the socket in place once the serving image handles signals, so that the
+  // path (libvirt's sign of readiness) appears only when a TERM gets the orderly exit.
   const socketFile = listener.createdPath !== null && listener.dev !== null && listener.inode !== null
-    ? { path: listener.createdPath, dev: listener.dev, inode: listener.inode } : null;
-  const janitorFd = socketFile === null && resources.pidfile === null ? null
-    : startJanitor([socketFile, resources.pidfile], readyFd === null ? inheritedFds : [...inheritedFds, readyFd]);
+    ? { staging: listener.staging ?? null, path: listener.createdPath, dev: listener.dev, inode: listener.inode } : null;
+  const janitor = socketFile === null && resources.pidfile === null ? null
+    : startJanitor(socketFile, resources.pidfile, readyFd === null ? inheritedFds : [...inheritedFds, readyFd]);
+  // Without a janitor (no /bin/sh), the path appears now, as root can still rename.
+  if (janitor === null) publishOrFail(log, resources);
   const handoff: Handoff = {
     listenFd: listener.fd,
     createdPath: listener.createdPath,
@@ -237,7 +279,9 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
     socketInode: listener.inode,
     pidfile: resources.pidfile,
     readyFd,
-    janitorFd,
+    janitorFd: janitor?.tell ?? null,
+    janitorAnswerFd: janitor?.answer ?? null,
+    socketStaging: listener.staging ?? null,
     uid: target.uid,
     gid: target.gid,
     kept,
@@ -245,7 +289,7 @@ function firstImage(options: Options, log: Logger, trace: TraceHandoff): void {
   const keepFds = [0, 1, 2, listener.fd, ...inheritedFds];
   if (resources.pidfile) keepFds.push(resources.pidfile.fd);
   if (readyFd !== null) keepFds.push(readyFd);
-  if (janitorFd !== null) keepFds.push(janitorFd);
+  if (janitor !== null) keepFds.push(janitor.tell, janitor.answer);
   if (trace.fd !== null) keepFds.push(trace.fd);
   const childEnv = {
     ...withoutCodeLoadingVariables(env), [ARGV0_VARIABLE]: program, [HANDOFF_VARIABLE]: encodeHandoff(handoff),
@@ -314,19 +358,28 @@ function secondImage(options: Options, log: Logger, text: string, trace: TraceHa
   const resources: Resources = { listener: null, pidfile: handoff.pidfile, readyFd: handoff.readyFd };
   try {
     resources.listener = adoptListeningSocket(handoff.listenFd, handoff.createdPath,
-      { dev: handoff.socketDev, inode: handoff.socketInode });
+      { dev: handoff.socketDev, inode: handoff.socketInode, staging: handoff.socketStaging ?? null });
   } catch (error) {
     if (!(error instanceof ListenError)) throw error;
     failStartup(log, resources, error.message);
   }
+  const listener = resources.listener;
   const expected = expectedAfterDrop(handoff.uid, handoff.gid, handoff.kept);
   const { threads, problems } = verifyThreads(expected);
   if (problems.length > 0) {
     failStartup(log, resources, `Failed to drop privileges: ${problems.slice(0, 4).join('; ')}`);
   }
-  serve(options, log, resources, resources.listener,
-    `uid ${handoff.uid} gid ${handoff.gid}, no supplementary groups, ${describeMask(handoff.kept)} only on all ${threads.length} threads`,
-    handoff.uid, handoff.kept, trace);
+  // The janitor was told "ready" above and puts the socket in place; only then are we.
+  const answerFd = handoff.janitorAnswerFd !== undefined && handoff.janitorAnswerFd !== null && isOpenFd(handoff.janitorAnswerFd)
+    ? handoff.janitorAnswerFd : null;
+  void janitorPublished(listener, answerFd).then((published) => {
+    if (!published) {
+      failStartup(log, resources, `Failed to bind socket to ${listener.createdPath ?? ''}: the socket could not be put in place`);
+    }
+    serve(options, log, resources, listener,
+      `uid ${handoff.uid} gid ${handoff.gid}, no supplementary groups, ${describeMask(handoff.kept)} only on all ${threads.length} threads`,
+      handoff.uid, handoff.kept, trace);
+  });
 }
 
 /** Tells whoever started us that connections are now accepted. */

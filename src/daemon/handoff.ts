@@ -19,6 +19,10 @@ export interface Handoff {
   readyFd: number | null;
   /** Write end of the start-up janitor's pipe (src/privileges/janitor.ts), when there is one. */
   janitorFd?: number | null;
+  /** Read end of the janitor's answers (src/privileges/janitor.ts). */
+  janitorAnswerFd?: number | null;
+  /** The socket's temporary name, when the janitor is to put it in place (src/server/listener.ts). */
+  socketStaging?: string | null;
   uid: number;
   gid: number;
   /** Kept capabilities, as a hexadecimal mask. */
@@ -69,6 +73,10 @@ export function decodeHandoff(text: string): Handoff {
   if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
   const janitorFd = r['janitorFd'] ?? null;
   if (janitorFd !== null && !isFd(janitorFd)) bad('janitorFd');
+  const janitorAnswerFd = r['janitorAnswerFd'] ?? null;
+  if (janitorAnswerFd !== null && !isFd(janitorAnswerFd)) bad('janitorAnswerFd');
+  const socketStaging = r['socketStaging'] ?? null;
+  if (socketStaging !== null && !isPath(socketStaging)) bad('socketStaging');
   if (!isId(r['uid'])) bad('uid');
   if (!isId(r['gid'])) bad('gid');
   if (typeof r['kept'] !== 'string' || !/^[0-9a-f]{1,16}$/.test(r['kept'])) bad('kept');
@@ -80,6 +88,8 @@ export function decodeHandoff(text: string): Handoff {
     pidfile,
     readyFd: readyFd as number | null,
     ...(janitorFd !== null ? { janitorFd: janitorFd as number } : {}),
+    ...(janitorAnswerFd !== null ? { janitorAnswerFd: janitorAnswerFd as number } : {}),
+    ...(socketStaging !== null ? { socketStaging: socketStaging as string } : {}),
     uid: r['uid'] as number,
     gid: r['gid'] as number,
     kept: BigInt(`0x${r['kept'] as string}`),

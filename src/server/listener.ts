@@ -45,6 +45,11 @@ export interface ListenerInfo {
    */
   dev: number | null;
   inode: number | null;
+  /**
+   * Where the socket still is when it was not put in place yet (see listenOnPath's
+   * `publish`): it is renamed to createdPath later, by publishListener or the janitor.
+   */
+  staging?: string | null;
 }
 
 function errnoOf(error: unknown): string {
@@ -67,10 +72,11 @@ function boundFile(name: string): FileIdentity {
 }
 
 /**
- * Binds and listens under a fresh random name, then renames it into place. A taken name
- * (EADDRINUSE: something is already there) is left alone and another one tried.
+ * Binds and listens under a fresh random name, then renames it into place (unless
+ * `publish` is false: see listenOnPath). A taken name (EADDRINUSE: something is already
+ * there) is left alone and another one tried.
  */
-function bindStaged(fd: number, path: string): FileIdentity {
+function bindStaged(fd: number, path: string, publish: boolean): FileIdentity & { staging: string | null } {
   const staging = withStagingName(path, (name) => {
     bindUnix(fd, name);
     return name;
@@ -79,17 +85,36 @@ function bindStaged(fd: number, path: string): FileIdentity {
   const ours = boundFile(staging);
   try {
     listenSocket(fd, LISTEN_BACKLOG);
+    if (!publish) {
+      // Fail now, not when it is put in place, for what rename(2) would refuse.
+      if (lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true) throw new SyscallError('rename', osConstants.errno.EISDIR);
+      return { ...ours, staging };
+    }
     renameSync(staging, path);
   } catch (error) {
     unlinkIfSame(staging, ours);
     throw error;
   }
   if (!isSameFile(path, ours)) throw new Error(`its temporary socket ${staging} was replaced by another process`);
-  return ours;
+  return { ...ours, staging: null };
+}
+
+/** Puts a socket listened on with `publish: false` in place; throws ListenError. */
+export function publishListener(info: ListenerInfo): void {
+  const staging = info.staging ?? null;
+  if (staging === null || info.createdPath === null || info.dev === null || info.inode === null) return;
+  const ours = { dev: info.dev, inode: info.inode };
+  try {
+    if (!isSameFile(staging, ours)) throw new Error(`its temporary socket ${staging} was replaced by another process`);
+    renameSync(staging, info.createdPath);
+  } catch (error) {
+    throw new ListenError(`Failed to bind socket to ${info.createdPath}: ${errnoOf(error)}`, null, { cause: error });
+  }
+  info.staging = null;
 }
 
 /** The reference's way, for a path too long to add a staging suffix: unlink, then bind. */
-function bindInPlace(fd: number, path: string): FileIdentity {
+function bindInPlace(fd: number, path: string): FileIdentity & { staging: null } {
   try {
     unlinkSync(path);
   } catch {
@@ -103,16 +128,21 @@ function bindInPlace(fd: number, path: string): FileIdentity {
     unlinkIfSame(path, ours);
     throw error;
   }
-  return ours;
+  return { ...ours, staging: null };
 }
 
-/** Creates, binds and listens on `path`, making the path visible only when listening. */
-export function listenOnPath(path: string): ListenerInfo {
+/**
+ * Creates, binds and listens on `path`, making the path visible only when listening. With
+ * `publish: false` the socket stays under its temporary name (ListenerInfo.staging) until
+ * publishListener, or the start-up janitor, renames it: the root image leaves that to the
+ * moment the serving image handles signals (libvirt's readiness is the path's existence).
+ */
+export function listenOnPath(path: string, { publish = true }: { publish?: boolean } = {}): ListenerInfo {
   if (!fitsSunPath(path)) throw tooLong(path);
   const fd = unixStreamSocket();
   try {
     // Every staging name has the same length: one probe says whether they fit.
-    const ours = fitsSunPath(stagingName(path)) ? bindStaged(fd, path) : bindInPlace(fd, path);
+    const ours = fitsSunPath(stagingName(path)) ? bindStaged(fd, path, publish) : bindInPlace(fd, path);
     return { fd, createdPath: path, ...ours };
   } catch (error) {
     closeFd(fd);
@@ -135,7 +165,7 @@ export function adoptActivatedSocket(): ListenerInfo {
  * re-exec (then with the path we created, to unlink at exit).
  */
 export function adoptListeningSocket(
-  fd: number, createdPath: string | null, created: { dev: number | null; inode: number | null } | null,
+  fd: number, createdPath: string | null, created: { dev: number | null; inode: number | null; staging?: string | null } | null,
   context = 'Failed to use the listening socket',
 ): ListenerInfo {
   let info;
@@ -147,7 +177,7 @@ export function adoptListeningSocket(
   if (!info.stream) throw new ListenError(`${context}: fd ${fd} is not a stream socket`);
   if (!info.listening) throw new ListenError(`${context}: fd ${fd} is not a listening socket`);
   setNonBlocking(fd);
-  return { fd, createdPath, dev: created?.dev ?? null, inode: created?.inode ?? null };
+  return { fd, createdPath, dev: created?.dev ?? null, inode: created?.inode ?? null, staging: created?.staging ?? null };
 }
 
 /**
@@ -158,6 +188,7 @@ export function adoptListeningSocket(
 function removeOwnSocket(info: ListenerInfo): string | null {
   const path = info.createdPath;
   if (path === null || info.dev === null || info.inode === null) return null;
+  if (info.staging !== undefined && info.staging !== null) unlinkIfSame(info.staging, { dev: info.dev, inode: info.inode });
   try {
     if (!isSameFile(path, { dev: info.dev, inode: info.inode })) return null;
     unlinkSync(path);
