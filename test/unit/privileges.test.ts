@@ -148,6 +148,8 @@ describe('re-exec handoff', () => {
     assert.deepEqual(decodeHandoff(encodeHandoff(sample)), sample);
     const activated = { ...sample, createdPath: null, socketDev: null, socketInode: null, pidfile: null, readyFd: 4 };
     assert.deepEqual(decodeHandoff(encodeHandoff(activated)), activated);
+    const withJanitor = { ...sample, janitorFd: 20, janitorAnswerFd: 21, socketStaging: '/run/.qemu-pr-helper.sock.AbCd~' };
+    assert.deepEqual(decodeHandoff(encodeHandoff(withJanitor)), withJanitor);
   });
 
   test('every malformed field is rejected by name', () => {
@@ -157,6 +159,7 @@ describe('re-exec handoff', () => {
       [{ socketInode: 'x' }, 'socketInode'], [{ socketDev: -1 }, 'socketDev'], [{ pidfile: { fd: 3, path: '/p' } }, 'pidfile'],
       [{ pidfile: { fd: 3, path: '/p', inode: 1 } }, 'pidfile'],
       [{ readyFd: '3' }, 'readyFd'], [{ uid: 2 ** 32 }, 'uid'], [{ gid: -1 }, 'gid'], [{ kept: 'xyz' }, 'kept'],
+      [{ janitorFd: -2 }, 'janitorFd'], [{ janitorAnswerFd: 'x' }, 'janitorAnswerFd'], [{ socketStaging: 'rel~' }, 'socketStaging'],
     ];
     for (const [patch, field] of cases) {
       const broken = JSON.stringify({ ...JSON.parse(text), ...patch });
