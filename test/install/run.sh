@@ -82,6 +82,14 @@ contents=$(tar -tzf "$tarball")
 check "tarball has dist/src/cli/main.js" grep -qx 'package/dist/src/cli/main.js' <<<"$contents"
 check "tarball has both manual pages" \
   test "$(grep -cxE 'package/docs/man/qemu-pr-helper(\.8|-client\.1)' <<<"$contents")" -eq 2
+man_warnings() { # groff's and man's warnings about the manual pages: none
+  local page out=
+  for page in docs/man/qemu-pr-helper.8 docs/man/qemu-pr-helper-client.1; do
+    out+=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null)
+  done
+  [ -z "$out" ] || { sed 's/^/#   /' <<<"$out"; return 1; }
+}
+check "man --warnings -l: the manual pages format without warnings" man_warnings
 check "tarball has no tests, CI, e2e harness, TypeScript sources or source maps" \
   bash -c '! grep -E "^package/(\.ci|test|bench|src|dist/test|dist/bench)/|\.map$|\.ts$" -' <<<"$contents"
 
