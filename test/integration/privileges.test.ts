@@ -201,22 +201,28 @@ describe('multipath capability (spec §2: CAP_SYS_ADMIN only with libmpathpersis
     }
   });
 
-  test('non-root holding CAP_SYS_ADMIN as well runs (multipath) only when the library is installed', async () => {
+  /** setpriv to nobody holding CAP_SYS_RAWIO and CAP_SYS_ADMIN, as a multipath unit would. */
+  function rawioAdminOptions(): StartOptions {
     const dir = tempDir();
     chmodSync(dir, 0o777);
     const socketPath = join(dir, 'pr.sock');
-    const opts: StartOptions = {
+    return {
       binary: SETPRIV, socketPath,
       args: [`--reuid=${NOBODY}`, `--regid=${NOGROUP}`, '--clear-groups', '--inh-caps=+sys_rawio,+sys_admin',
         '--ambient-caps=+sys_rawio,+sys_admin', '--', OUR_HELPER, '-k', socketPath],
     };
-    if (MULTIPATH) {
-      const helper = await startHelper(opts);
+  }
+
+  test('non-root holding CAP_SYS_ADMIN as well runs (multipath) when the library is installed',
+    { skip: MULTIPATH ? false : 'libmpathpersist is not installed (multipath-tools)' }, async () => {
+      const helper = await startHelper(rawioAdminOptions());
       for (const t of readThreadCredentials(helper.pid)) assert.equal(t.effective, RAWIO_ADMIN, `thread ${t.tid}`);
       assert.equal(await helper.stop(), 0);
       helper.cleanup();
-    }
-    const r = await refusal({ ...opts, env: { ...process.env, QEMU_PR_HELPER_MPATH_LIBRARY: '/nonexistent' } });
+    });
+
+  test('non-root holding CAP_SYS_ADMIN as well is refused without the library', async () => {
+    const r = await refusal({ ...rawioAdminOptions(), env: { ...process.env, QEMU_PR_HELPER_MPATH_LIBRARY: '/nonexistent' } });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /effective capabilities cap_sys_rawio,cap_sys_admin, expected cap_sys_rawio/);
   });
