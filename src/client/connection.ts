@@ -14,7 +14,7 @@ import {
 import type { ScsiOutcome } from '../scsi/constants.js';
 import { SyscallError } from '../sys/errors.js';
 import { closeFd } from '../sys/fd.js';
-import { FdWatcher } from '../sys/poll.js';
+import { FdWatcher, drainMicrotasksSoon } from '../sys/poll.js';
 import { MessageReceiver, SocketPathTooLongError, connectUnix, sendWithFds, unixStreamSocket } from '../sys/socket.js';
 import { HelperClosedError, HelperProtocolError, HelperTimeoutError, HelperUnreachableError } from './errors.js';
 
@@ -76,6 +76,7 @@ export class HelperConnection {
       const wake = this.#wake;
       this.#wake = null;
       wake?.();
+      drainMicrotasksSoon(); // Node 26: runs what wake() resolved (src/sys/poll.ts)
     });
   }
 

@@ -27,14 +27,15 @@ export interface Interest {
  * koffi calls the poll callback from libuv without a Node callback scope. Node 20-24 still run
  * the microtasks queued in it (promises it resolves) when it returns; Node 26 leaves them
  * until something else makes Node drain its queue (a timer, a socket event), so an awaited
- * readiness could stall for seconds. A no-op immediate, one per loop turn that polled,
- * makes Node drain them in the same turn (its check phase follows the poll phase).
+ * readiness could stall for seconds (the client, src/client/connection.ts, waits so). Called
+ * from such a callback, this schedules a no-op immediate (one per loop turn), after which
+ * Node drains them in the same turn (its check phase follows the poll phase).
  */
 let drainScheduled = false;
 function drained(): void {
   drainScheduled = false;
 }
-function scheduleDrain(): void {
+export function drainMicrotasksSoon(): void {
   if (drainScheduled) return;
   drainScheduled = true;
   setImmediate(drained);
@@ -58,7 +59,6 @@ export class FdWatcher {
         hangup: status >= 0 && ev.disconnect,
         failed: status < 0,
       });
-      scheduleDrain();
     };
   }
 
