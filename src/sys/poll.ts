@@ -32,6 +32,8 @@ export interface Interest {
  * Node drains them in the same turn (its check phase follows the poll phase).
  */
 let drainScheduled = false;
+/** Node 20-24 need no drain: there, every poll callback stays exactly as it was. */
+const DRAIN_AFTER_POLL = Number(process.versions.node.split('.')[0]) >= 26;
 function drained(): void {
   drainScheduled = false;
 }
@@ -59,6 +61,7 @@ export class FdWatcher {
         hangup: status >= 0 && ev.disconnect,
         failed: status < 0,
       });
+      if (DRAIN_AFTER_POLL) drainMicrotasksSoon();
     };
   }
 
