@@ -335,15 +335,28 @@ export class Connection implements FastPathClient {
   }
 }
 
+/** Reads while draining a closing socket, at most this many times (the peer's send buffer). */
+const MAX_DRAIN_READS = 256;
+
 /**
  * Closes an accepted socket. Unread messages may carry fds in flight, and the last close of
- * one of those may block (README "Threat model"), so such a socket is closed by the
- * closer. Once reading is shut down nothing more can be queued: a socket with nothing
- * queued then is closed here at once (the common case, with no thread involved).
+ * one of those may block (README "Threat model"). Once reading is shut down nothing more
+ * can be queued, so what is queued is read here: the fds it brings go to the closer, and
+ * the socket, now empty, is closed at once (no thread is needed unless fds came). A peer
+ * that queued more than MAX_DRAIN_READS reads' worth leaves the socket to the closer.
  */
 export function closeClientSocket(fd: number, closer: FdCloser): void {
+  if (!shutdownReading(fd)) {
+    void closer.release(fd);
+    return;
+  }
   // (SCM_RIGHTS fds travel with at least one byte on a stream socket.)
-  if (shutdownReading(fd) && queuedBytes(fd) === 0) closeFd(fd);
+  for (let i = 0; i < MAX_DRAIN_READS && queuedBytes(fd) !== 0; i++) {
+    const got = sharedReceiver().receive(fd, sharedReceiver().capacity);
+    if (got.kind === 'data' || got.kind === 'eof') for (const received of got.fds) void closer.release(received);
+    if (got.kind !== 'data') break;
+  }
+  if (queuedBytes(fd) === 0) closeFd(fd);
   else void closer.release(fd);
 }
 

@@ -107,6 +107,36 @@ test('a lingering fd sent with the handshake does not hold the main thread: new 
   }
 });
 
+test('a connection closed for a framing violation with a lingering fd still queued does not hold the main thread', async () => {
+  const h = await startHelper();
+  const lingering = await lingeringSocket(LINGER_S);
+  try {
+    const attacker = await PrClient.connect(h.socketPath);
+    await withStopped(h, () => {
+      // An invalid opcode closes the connection; the fd behind it is still in flight.
+      const invalid = new Uint8Array(16);
+      invalid[0] = 0x12;
+      attacker.send(invalid, [devNull]);
+      attacker.send(readKeys(), [lingering.fd]);
+      lingering.drop();
+    });
+    // The helper has closed the connection (the peer sees that before the queue is freed).
+    await attacker.waitClosed(10_000);
+    const started = performance.now();
+    const clients = await Promise.all(Array.from({ length: 10 }, () => PrClient.connect(h.socketPath)));
+    await timedRequests(clients);
+    const worst = performance.now() - started;
+    for (const c of clients) c.close();
+    attacker.close();
+    assert.ok(worst < PROMPT_MS, `ten new connections answered within ${PROMPT_MS} ms, not ${worst.toFixed(0)} ms`);
+    await pollUntil(() => tcpSocketsHeld(h.pid) === 0, 'the lingering fd to close', (LINGER_S + 5) * 1000);
+  } finally {
+    await lingering.dispose();
+    assert.equal(await h.stop(), 0, h.stderr());
+    h.cleanup();
+  }
+});
+
 test('lingering fds sent with CDBs hold only their own connections: 20 other ready requests are answered at once', async () => {
   const h = await startHelper();
   const lingering = await Promise.all([lingeringSocket(LINGER_S), lingeringSocket(LINGER_S)]);
