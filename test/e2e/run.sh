@@ -13,7 +13,8 @@
 #   test/e2e/run.sh                 the suite
 #   test/e2e/run.sh node ARGS...    any Node script in the same prepared guest, e.g.
 #                                   bench/e2e/run.sh uses it for the overhead benchmark
-# Environment: PRH_E2E_TIMEOUT (default 900 s), PRH_E2E_SKIP_CHAIN=1 (skip the nested
+# Environment: PRH_E2E_NODE (the node binary the guest runs the suite and the helpers with;
+# default: the one in the guest's PATH), PRH_E2E_TIMEOUT (default 900 s), PRH_E2E_SKIP_CHAIN=1 (skip the nested
 # QEMU test, ~2 min), PRH_E2E_NO_INSTALL=1, PRH_E2E_NO_BUILD=1, and the VM_* knobs of
 # vm/run-in-vm.sh (VM_SMP, VM_MEM, VM_ACCEL, VM_VERBOSE, ...).
 set -uo pipefail
@@ -52,7 +53,7 @@ GUEST=("$HERE/vm/guest-suite.sh")
 [ "${1:-}" = node ] && { shift; GUEST+=("$@"); }
 cd "$ROOT" || exit 125
 VM_WORK=$ROOT VM_TIMEOUT=$TIMEOUT VM_MEM=${VM_MEM:-1536} VM_TIMING=1 \
-  VM_ENV="PRH_E2E_VMLINUX PRH_E2E_INNER_INITRD PRH_E2E_SKIP_CHAIN PRH_E2E_INNER_TIMEOUT_MS PRH_BENCH_N PRH_BENCH_ROUNDS" \
+  VM_ENV="PRH_E2E_NODE PRH_E2E_VMLINUX PRH_E2E_INNER_INITRD PRH_E2E_SKIP_CHAIN PRH_E2E_INNER_TIMEOUT_MS PRH_BENCH_N PRH_BENCH_ROUNDS" \
   "$HERE/vm/run-in-vm.sh" "${GUEST[@]}"
 rc=$?
 case $rc in

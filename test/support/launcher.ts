@@ -170,7 +170,22 @@ export function openConnections(helper: Helper): number {
  */
 export async function idleFdCount(helper: Helper, timeoutMs = 5000): Promise<number> {
   await pollUntil(() => openConnections(helper) === 0, 'the helper to close its connections', timeoutMs);
-  return helper.fdCount();
+  return stableFdCount(helper);
+}
+
+/**
+ * The helper's fd count once two reads 50 ms apart agree: a file open for a moment (a
+ * thread reading /proc, a thread loading its modules) is neither a baseline nor a leak.
+ */
+export async function stableFdCount(helper: Helper, timeoutMs = 3000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = helper.fdCount();
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = helper.fdCount();
+    if (now === last || Date.now() > deadline) return now;
+    last = now;
+  }
 }
 
 /** SG_IO threads that have finished loading: they name themselves 'prh-sgio'. */

@@ -26,4 +26,8 @@ else
   echo "# guest: iSCSI setup FAILED" >&2
 fi
 [ $# -gt 0 ] || set -- --test-reporter=spec dist/test/e2e/suite.js
+# PRH_E2E_NODE: the suite, and every helper it starts (bin/qemu-pr-helper runs the PATH's
+# node), run on that Node.
+if [ -n "${PRH_E2E_NODE:-}" ]; then export PATH="$(dirname "$PRH_E2E_NODE"):$PATH"; fi
+echo "# guest: $(command -v node) $(node --version)"
 exec node "$@"
