@@ -71,12 +71,14 @@ export function decodeHandoff(text: string): Handoff {
   }
   const readyFd = r['readyFd'] ?? null;
   if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
-  const janitorFd = r['janitorFd'] ?? null;
-  if (janitorFd !== null && !isFd(janitorFd)) bad('janitorFd');
-  const janitorAnswerFd = r['janitorAnswerFd'] ?? null;
-  if (janitorAnswerFd !== null && !isFd(janitorAnswerFd)) bad('janitorAnswerFd');
-  const socketStaging = r['socketStaging'] ?? null;
-  if (socketStaging !== null && !isPath(socketStaging)) bad('socketStaging');
+  /** An optional field: absent or null, or valid. */
+  const optional = <T>(field: string, valid: (v: unknown) => v is T): T | null => {
+    const value = r[field] ?? null;
+    return value === null ? null : valid(value) ? value : bad(field);
+  };
+  const janitorFd = optional('janitorFd', isFd);
+  const janitorAnswerFd = optional('janitorAnswerFd', isFd);
+  const socketStaging = optional('socketStaging', isPath);
   if (!isId(r['uid'])) bad('uid');
   if (!isId(r['gid'])) bad('gid');
   if (typeof r['kept'] !== 'string' || !/^[0-9a-f]{1,16}$/.test(r['kept'])) bad('kept');
@@ -87,9 +89,9 @@ export function decodeHandoff(text: string): Handoff {
     socketInode: socketInode as number | null,
     pidfile,
     readyFd: readyFd as number | null,
-    ...(janitorFd !== null ? { janitorFd: janitorFd as number } : {}),
-    ...(janitorAnswerFd !== null ? { janitorAnswerFd: janitorAnswerFd as number } : {}),
-    ...(socketStaging !== null ? { socketStaging: socketStaging as string } : {}),
+    ...(janitorFd !== null ? { janitorFd } : {}),
+    ...(janitorAnswerFd !== null ? { janitorAnswerFd } : {}),
+    ...(socketStaging !== null ? { socketStaging } : {}),
     uid: r['uid'] as number,
     gid: r['gid'] as number,
     kept: BigInt(`0x${r['kept'] as string}`),
