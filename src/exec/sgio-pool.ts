@@ -220,17 +220,23 @@ export class SgIoPool {
     for (const slot of this.#slots) {
       const job = slot.job;
       if (job === null || !slot.thread.done) continue;
-      const result = job.kind === 'close' ? slot.thread.takeClosed() : slot.thread.takeResult();
+      // Taken before the thread is given its next job, which reuses its area.
+      let settle: () => void;
+      if (job.kind === 'close') {
+        slot.thread.takeClosed();
+        settle = () => {
+          this.#closing--;
+          job.resolve();
+        };
+      } else {
+        const result = slot.thread.takeResult();
+        settle = () => job.resolve(result);
+      }
       slot.job = null;
       slot.idleSince = Date.now();
       this.#running--;
       this.#next(slot);
-      if (job.kind === 'close') {
-        this.#closing--;
-        job.resolve();
-      } else if (result !== undefined) {
-        job.resolve(result);
-      }
+      settle();
     }
     if (this.#running === 0) this.#watcher.ref(false);
   }

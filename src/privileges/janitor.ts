@@ -12,14 +12,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeFd, createPipe, setCloseOnExec } from '../sys/fd.js';
+import type { FileIdentity } from '../sys/staging.js';
 
 export const JANITOR_READY = 'ready\n';
 
-export interface JanitorFile {
-  path: string;
-  dev: number;
-  inode: number;
-}
+/** A file the janitor may remove: its path, and the device and inode it must still have. */
+export type JanitorFile = FileIdentity & { path: string };
 
 /** The socket: at `staging` until the janitor renames it to `path` (null: already there). */
 export interface JanitorSocket extends JanitorFile {
@@ -50,10 +48,11 @@ export interface Janitor {
 }
 
 /**
- * Starts the janitor for the socket and the pid file; returns the pipe's write end (close-on-exec: the caller
- * keeps it across its own execve). `inherited` are descriptors without close-on-exec that
- * the janitor must not hold (they are marked close-on-exec; the caller clears that again).
- * Returns null if /bin/sh cannot be started: the helper then runs without a janitor.
+ * Starts the janitor for the socket and the pid file; returns our ends of its two pipes
+ * (close-on-exec: the caller keeps them across its own execve). `inherited` are descriptors
+ * without close-on-exec that the janitor must not hold (they are marked close-on-exec; the
+ * caller clears that again). Returns null if /bin/sh cannot be started: the helper then
+ * runs without a janitor.
  */
 export function startJanitor(socket: JanitorSocket | null, pidfile: JanitorFile | null, inherited: readonly number[]): Janitor | null {
   const args = [

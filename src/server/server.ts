@@ -74,7 +74,7 @@ export class Server {
     this.#capacity = connectionCapacity(limit);
     this.#acceptor = new Acceptor(deps.listener, {
       onConnection: (fd) => this.#accept(fd),
-      onError: (message) => (deps.reportError ?? ((m: string) => deps.log.error(m)))(message),
+      onError: deps.reportError ?? ((message) => deps.log.error(message)),
       // New connections wait in the listen backlog rather than take the fds that open
       // connections need for their requests (README "Threat model").
       canAccept: () => this.#roomForOneMore(limit),

@@ -121,13 +121,6 @@ const S_IFBLK = 0o060000;
 const statxBuffer = new Uint8Array(256);
 const statxView = new DataView(statxBuffer.buffer);
 
-/** The block device `fd` is open on, or null for anything else (or an fd statx rejects). */
-export function blockDeviceNumbers(fd: number): { major: number; minor: number } | null {
-  if (libc.statx(fd, '', AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, statxBuffer) < 0) return null;
-  if ((statxView.getUint16(STX_MODE, true) & S_IFMT) !== S_IFBLK) return null;
-  return { major: statxView.getUint32(STX_RDEV_MAJOR, true), minor: statxView.getUint32(STX_RDEV_MINOR, true) };
-}
-
 export type FdKind = 'block' | 'char' | 'file' | 'socket' | 'pipe' | 'dir' | 'other';
 
 const KINDS = new Map<number, FdKind>([
@@ -136,11 +129,17 @@ const KINDS = new Map<number, FdKind>([
 
 /**
  * What `fd` is open on, with the device numbers of a block or character device; null when
- * statx rejects it. Cached attributes only, like blockDeviceNumbers: fstat(2) on a FUSE
- * file would wait for its daemon.
+ * statx rejects it. Cached attributes only: fstat(2) on a FUSE file would wait for its
+ * daemon.
  */
 export function fdKind(fd: number): { kind: FdKind; major: number; minor: number } | null {
   if (libc.statx(fd, '', AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, statxBuffer) < 0) return null;
   const kind = KINDS.get(statxView.getUint16(STX_MODE, true) & S_IFMT) ?? 'other';
   return { kind, major: statxView.getUint32(STX_RDEV_MAJOR, true), minor: statxView.getUint32(STX_RDEV_MINOR, true) };
+}
+
+/** The block device `fd` is open on, or null for anything else (or an fd statx rejects). */
+export function blockDeviceNumbers(fd: number): { major: number; minor: number } | null {
+  const st = fdKind(fd);
+  return st?.kind === 'block' ? { major: st.major, minor: st.minor } : null;
 }

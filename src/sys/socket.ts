@@ -115,7 +115,7 @@ const available = new Int32Array(1);
 
 /** Bytes queued for reading on a stream socket (FIONREAD); 0 when it cannot tell. */
 export function bytesAvailable(fd: number): number {
-  return libc.ioctlInt(fd, FIONREAD, available) < 0 ? 0 : (available[0] ?? 0);
+  return queuedBytes(fd) ?? 0;
 }
 
 /** Bytes queued to read (FIONREAD), or null when that cannot be told. */
@@ -266,7 +266,6 @@ export interface PeerCredentials {
 
 const SO_PEERCRED = 17;
 
-/** The connecting process's credentials at connect() time (SO_PEERCRED), or null. */
 const SHUT_RD = 0;
 
 /**
@@ -290,6 +289,7 @@ export function setLinger(fd: number, seconds: number): void {
   }
 }
 
+/** The connecting process's credentials at connect() time (SO_PEERCRED), or null. */
 export function peerCredentials(fd: number): PeerCredentials | null {
   const value = new Uint8Array(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
   const len = new Uint8Array(4);
