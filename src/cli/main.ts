@@ -147,7 +147,11 @@ const PUBLICATION_TIMEOUT_MS = 10_000;
  * not be able to look into the directory itself, so the janitor answers on a pipe.
  */
 function janitorPublished(listener: ListenerInfo, answerFd: number | null): Promise<boolean> {
-  if (listener.staging === undefined || listener.staging === null) return Promise.resolve(true);
+  if (listener.staging === undefined || listener.staging === null) {
+    // Nothing to put in place (socket activation, or put there before the re-exec).
+    if (answerFd !== null) closeSync(answerFd);
+    return Promise.resolve(true);
+  }
   if (answerFd === null) return Promise.resolve(false);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), PUBLICATION_TIMEOUT_MS);
@@ -422,6 +426,9 @@ function multipathOpener(log: Logger, uid: number, kept: bigint): () => Promise<
       return Promise.resolve(null);
     };
   };
+  if (path === null && mpathOverrideDistrust !== null) {
+    return refuse(`QEMU_PR_HELPER_MPATH_LIBRARY=${mpathOverride ?? ''} is not loaded with privileges: ${mpathOverrideDistrust}`);
+  }
   if (path === null) {
     return refuse('libmpathpersist.so.0 is not installed ' +
       '(Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
