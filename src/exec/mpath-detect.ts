@@ -10,9 +10,14 @@ export interface BlockDevice {
   minor: number;
 }
 
-/** The block device behind `fd`, or null for anything else (or an fd statx rejects). */
-export function blockDeviceOf(fd: number): BlockDevice | null {
-  return blockDeviceNumbers(fd);
+/**
+ * The dm-multipath map behind a request's fd, or null. This decides where every request
+ * goes: libmpathpersist for a map, never a PR down one of its paths (spec §5); SG_IO
+ * otherwise. Both the fast-path workers and the main thread's executor ask it.
+ */
+export function multipathMapOf(fd: number): BlockDevice | null {
+  const device = blockDeviceNumbers(fd);
+  return device !== null && isMultipathMap(device) ? device : null;
 }
 
 /** device-mapper's block major from /proc/devices ("253 device-mapper"), or null. */

@@ -28,7 +28,7 @@ import {
 import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
 import { accessMode } from '../sys/fd.js';
-import { blockDeviceOf, isMultipathMap, type BlockDevice } from './mpath-detect.js';
+import { multipathMapOf, type BlockDevice } from './mpath-detect.js';
 import type { MpathLibrary } from '../sys/mpath.js';
 import type { ScsiExecutor } from './executor.js';
 import type { SgIoRunner } from './sgio-executor.js';
@@ -75,13 +75,8 @@ export class MultipathExecutor implements ScsiExecutor {
     return this.#plain.inFlight + this.#executing;
   }
 
-  #multipathDevice(fd: number): BlockDevice | null {
-    const device = blockDeviceOf(fd);
-    return device !== null && isMultipathMap(device) ? device : null;
-  }
-
   async execute(request: PrRequest): Promise<ScsiOutcome> {
-    const device = this.#multipathDevice(request.fd);
+    const device = multipathMapOf(request.fd);
     if (device === null) return this.#plain.execute(request);
     this.#executing++;
     try {

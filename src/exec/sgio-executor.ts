@@ -12,7 +12,7 @@ import { Sense, buildFixedSense } from '../scsi/sense.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_CLEANUP, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
-import { accessMode } from '../sys/fd.js';
+import { accessMode, closeFd } from '../sys/fd.js';
 import type { SgIoCommand, SgIoResult } from '../sys/sgio.js';
 import type { FdCloser, ScsiExecutor } from './executor.js';
 
@@ -134,5 +134,19 @@ export class SgIoExecutor implements ScsiExecutor {
 
   close(): void {
     this.#runner.close();
+  }
+}
+
+/**
+ * Executes `request` synchronously on this thread (a fast-path worker), `run` doing the
+ * ioctl. As with ScsiExecutor.execute, the fd is closed before the answer exists: the
+ * reference closes it before it responds (spec §3.5 row 7).
+ */
+export function executeHere(request: PrRequest, timeoutMs: number, run: (fd: number, command: SgIoCommand) => SgIoResult): ScsiOutcome {
+  try {
+    const plan = planSgIo(request, timeoutMs);
+    return plan.kind === 'answer' ? plan.outcome : sgIoOutcome(request, run(request.fd, plan.command));
+  } finally {
+    closeFd(request.fd);
   }
 }

@@ -11,17 +11,15 @@
  * thread: a client's fd whose close() blocks holds only its own connection.
  */
 import { Session, type PrRequest, type Step } from '../protocol/session.js';
-import { PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { ScsiOutcome } from '../scsi/constants.js';
 import { FdWatcher, type Readiness } from '../sys/poll.js';
-import { MessageReceiver, queuedBytes, sendBytes, shutdownReading } from '../sys/socket.js';
-import { closeFd } from '../sys/fd.js';
-import { SyscallError, peerGoneErrno } from '../sys/errors.js';
+import { errorMessage } from '../util/errors.js';
 import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
 import { describeDevice } from './device-info.js';
 import type { FastPath, FastPathClient, FastPathTicket } from './fast-path.js';
-import { FDS_LOST_MESSAGE, type Handback, type ReceivedChunk } from './fast-path-shared.js';
+import { handbackFds, type Handback, type ReceivedChunk } from './fast-path-shared.js';
+import { closeClientSocket, mainThreadReceiver, receive, send, type Failure } from './wire.js';
 
 export interface ConnectionDeps {
   executor: ScsiExecutor;
@@ -84,7 +82,9 @@ export class Connection implements FastPathClient {
   start(): void {
     this.#handshakeTimer = setTimeout(() => {
       this.#handshakeTimer = null;
-      if (this.#session.phase === 'handshake') this.#fail(`No handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, closing socket.`);
+      if (this.#session.phase === 'handshake') {
+        this.#fail({ reason: `No handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, closing socket.`, peerGone: false });
+      }
     }, HANDSHAKE_TIMEOUT_MS);
     this.#handshakeTimer.unref();
     this.#write(Session.greeting());
@@ -142,30 +142,33 @@ export class Connection implements FastPathClient {
     this.#away = false;
     this.#requests += requests;
     if (this.#closed) {
-      if (handback.request) this.#release([handback.request.fd]);
+      this.#release(handbackFds(handback));
       return;
     }
     try {
-      if (handback.failure !== undefined) {
-        if (handback.request) this.#release([handback.request.fd]);
-        this.#fail(handback.failure, handback.peerGone === true);
-      } else if (handback.request) {
-        this.#session.adopt(handback.request);
-        this.#execute(handback.request);
-      } else if (handback.replay) {
-        this.#replay(handback.replay);
-        // Shutdown may have begun meanwhile: a partial request is not waited for (drain()).
-        if (this.#draining && !this.busy) this.close();
-      } else if (handback.pending) {
-        this.#write(handback.pending);
-      } else if (this.#draining) {
-        this.close();
-      } else {
-        // Level-triggered: whatever the worker left queued wakes the read at once.
-        this.#watcher.set({ readable: true, writable: false });
+      switch (handback.kind) {
+        case 'close':
+          this.#fail(handback);
+          break;
+        case 'execute':
+          this.#session.adopt(handback.request);
+          this.#execute(handback.request);
+          break;
+        case 'replay':
+          this.#replay(handback.chunks);
+          // Shutdown may have begun meanwhile: a partial request is not waited for (drain()).
+          if (this.#draining && !this.busy) this.close();
+          break;
+        case 'write':
+          this.#write(handback.bytes);
+          break;
+        case 'read':
+          if (this.#draining) this.close();
+          // Level-triggered: whatever the worker left queued wakes the read at once.
+          else this.#watcher.set({ readable: true, writable: false });
       }
     } catch (error) {
-      this.#fail(`Internal error on connection ${this.fd}: ${describe(error)}`);
+      this.#fail(internalError(this.fd, error));
     }
   }
 
@@ -176,7 +179,7 @@ export class Connection implements FastPathClient {
       else if (r.readable || r.hangup || r.failed) this.#read();
     } catch (error) {
       // A bug must cost one connection, not the helper.
-      this.#fail(`Internal error on connection ${this.fd}: ${describe(error)}`);
+      this.#fail(internalError(this.fd, error));
     }
   }
 
@@ -184,26 +187,22 @@ export class Connection implements FastPathClient {
     for (let i = 0; i < MAX_READS_PER_WAKEUP && !this.#closed && !this.busy && !this.#draining; i++) {
       const need = this.#session.need();
       if (need === null) return;
-      const got = sharedReceiver().receive(this.fd, need.length);
+      const got = receive(mainThreadReceiver(), this.fd, need.length, need.acceptsFds);
       switch (got.kind) {
         case 'again':
           return;
-        case 'eof':
-        case 'error': {
-          const fds = got.kind === 'eof' ? got.fds : [];
+        case 'failed':
+          this.#release(got.fds);
+          this.#fail(got.failure);
+          return;
+        case 'eof': {
           const end = this.#session.end();
-          this.#release([...fds, ...end.discardFds]);
-          if (got.kind === 'error') this.#fail(`Unable to read from socket: ${got.error.description}`, peerGoneErrno(got.error.errno));
-          else if (end.error) this.#fail(end.error.message, true);
+          this.#release([...got.fds, ...end.discardFds]);
+          if (end.error) this.#fail({ reason: end.error.message, peerGone: true });
           else this.#closeAfterEof();
           return;
         }
         case 'data':
-          if (got.truncated && need.acceptsFds) {
-            this.#release(got.fds);
-            this.#fail(FDS_LOST_MESSAGE);
-            return;
-          }
           this.#handle(this.#session.feed(got.bytes, got.fds));
           if (this.#handOver()) return;
       }
@@ -213,7 +212,7 @@ export class Connection implements FastPathClient {
   #handle(step: Step): void {
     this.#release(step.discardFds);
     if (step.kind === 'close') {
-      this.#fail(step.error.message);
+      this.#fail({ reason: step.error.message, peerGone: false });
     } else if (step.kind === 'execute') {
       this.#execute(step.request);
     }
@@ -239,11 +238,11 @@ export class Connection implements FastPathClient {
       (error: unknown) => {
         // The executor closed the fd either way (ScsiExecutor).
         this.#executing = false;
-        this.#fail(`Internal error executing a request: ${describe(error)}`);
+        this.#fail({ reason: `Internal error executing a request: ${errorMessage(error)}`, peerGone: false });
       },
     ).catch((error: unknown) => {
       // Never an unhandled rejection (it would end the process): a bug costs this connection.
-      this.#fail(`Internal error answering a request: ${describe(error)}`);
+      this.#fail({ reason: `Internal error answering a request: ${errorMessage(error)}`, peerGone: false });
     }).finally(() => this.#deps.onSettled());
   }
 
@@ -265,23 +264,18 @@ export class Connection implements FastPathClient {
   }
 
   #flush(): void {
-    let pending = this.#pending;
-    while (pending !== null && pending.length > 0) {
-      let sent;
-      try {
-        sent = sendBytes(this.fd, pending);
-      } catch (error) {
-        this.#pending = null;
-        const reason = error instanceof SyscallError ? error.description : describe(error);
-        this.#fail(`Unable to write to socket: ${reason}`, error instanceof SyscallError && peerGoneErrno(error.errno));
-        return;
-      }
-      if (sent.kind === 'again') {
-        this.#pending = pending;
-        this.#watcher.set({ readable: false, writable: true });
-        return;
-      }
-      pending = pending.subarray(sent.count);
+    const pending = this.#pending;
+    if (pending === null) return;
+    const sent = send(this.fd, pending);
+    if (sent.kind === 'again') {
+      this.#pending = sent.rest;
+      this.#watcher.set({ readable: false, writable: true });
+      return;
+    }
+    if (sent.kind === 'failed') {
+      this.#pending = null;
+      this.#fail(sent.failure);
+      return;
     }
     this.#pending = null;
     if (this.#draining) {
@@ -298,11 +292,11 @@ export class Connection implements FastPathClient {
     for (const fd of fds) void this.#deps.closer.release(fd);
   }
 
-  /** Closes the connection because of `reason` (the first reason is the one reported). */
-  #fail(reason: string, peerGone = false): void {
+  /** Closes the connection because of `failure` (the first reason is the one reported). */
+  #fail(failure: Failure): void {
     if (this.#reason === null) {
-      this.#reason = reason;
-      this.#peerGone = peerGone;
+      this.#reason = failure.reason;
+      this.#peerGone = failure.peerGone;
     }
     this.close();
   }
@@ -335,42 +329,6 @@ export class Connection implements FastPathClient {
   }
 }
 
-/** Reads while draining a closing socket, at most this many times (the peer's send buffer). */
-const MAX_DRAIN_READS = 256;
-
-/**
- * Closes an accepted socket. Unread messages may carry fds in flight, and the last close of
- * one of those may block (README "Threat model"). Once reading is shut down nothing more
- * can be queued, so what is queued is read here: the fds it brings go to the closer, and
- * the socket, now empty, is closed at once (no thread is needed unless fds came). A peer
- * that queued more than MAX_DRAIN_READS reads' worth leaves the socket to the closer.
- */
-export function closeClientSocket(fd: number, closer: FdCloser): void {
-  if (!shutdownReading(fd)) {
-    void closer.release(fd);
-    return;
-  }
-  // (SCM_RIGHTS fds travel with at least one byte on a stream socket.)
-  for (let i = 0; i < MAX_DRAIN_READS && queuedBytes(fd) !== 0; i++) {
-    const got = sharedReceiver().receive(fd, sharedReceiver().capacity);
-    if (got.kind === 'data' || got.kind === 'eof') for (const received of got.fds) void closer.release(received);
-    if (got.kind !== 'data') break;
-  }
-  if (queuedBytes(fd) === 0) closeFd(fd);
-  else void closer.release(fd);
-}
-
-let receiver: MessageReceiver | null = null;
-
-/**
- * One receive area for every connection on the main thread: it is single-threaded and the
- * Session copies what it is fed, so nothing is kept per connection (10 KiB each otherwise).
- */
-function sharedReceiver(): MessageReceiver {
-  receiver ??= new MessageReceiver(PR_HELPER_DATA_SIZE);
-  return receiver;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+function internalError(fd: number, error: unknown): Failure {
+  return { reason: `Internal error on connection ${fd}: ${errorMessage(error)}`, peerGone: false };
 }

@@ -84,31 +84,40 @@ export interface ReceivedChunk {
 }
 
 /**
- * A worker gives a connection back to the main thread, which serves it from there:
- * - nothing else: the main thread reads what comes next (end of file, shutdown);
- * - `replay`: the start of a request that is not all here yet: the main thread feeds it
- *   to its Session as if it had read it, then reads on;
- * - `pending`: a response the socket did not take at once;
- * - `request`: a validated request for the main thread's executor (a multipath device);
- * - `failure`: the connection must close, for this reason (the text the log shows).
+ * A worker gives a connection back to the main thread, which serves it from there. What
+ * the main thread does next depends only on the kind:
+ * - `read`: nothing is pending; it reads what comes next (end of file, shutdown, a
+ *   connection the worker did not take);
+ * - `replay`: the start of a request that is not all here yet: it feeds the chunks to its
+ *   Session as if it had read them, then reads on;
+ * - `write`: a response the socket did not take at once;
+ * - `execute`: a validated request for the main thread's executor (a multipath device);
+ * - `close`: the connection must close, for this reason (the text the log shows);
+ *   `peerGone` when the peer reset the connection or stopped reading (ECONNRESET, EPIPE).
  */
-export interface Handback {
-  type: 'handback';
-  tag: number;
-  replay?: ReceivedChunk[];
-  pending?: Uint8Array;
-  request?: PrRequest;
-  failure?: string;
-  /** With `failure`: the peer reset the connection or stopped reading (ECONNRESET, EPIPE). */
-  peerGone?: boolean;
+export type Handback =
+  | { kind: 'read' }
+  | { kind: 'replay'; chunks: ReceivedChunk[] }
+  | { kind: 'write'; bytes: Uint8Array }
+  | { kind: 'execute'; request: PrRequest }
+  | { kind: 'close'; reason: string; peerGone: boolean };
+
+/** The client fds a hand-back carries: whoever receives it owns them. */
+export function handbackFds(handback: Handback): number[] {
+  switch (handback.kind) {
+    case 'replay':
+      return handback.chunks.flatMap((c) => c.fds);
+    case 'execute':
+      return [handback.request.fd];
+    default:
+      return [];
+  }
 }
 
-export type WorkerMessage = { type: 'ready' } | Handback;
+export interface HandbackMessage {
+  type: 'handback';
+  tag: number;
+  handback: Handback;
+}
 
-/**
- * recvmsg's MSG_CTRUNC. The receive area has room for the most fds one message can carry
- * (SCM_MAX_FD), so the kernel truncates only when it cannot install them: the fd table is
- * full (EMFILE), and the fds are lost. More than one fd is the Session's own error.
- */
-export const FDS_LOST_MESSAGE =
-  'Cannot receive the file descriptor sent with a request: the helper is out of file descriptors (RLIMIT_NOFILE), closing socket.';
+export type WorkerMessage = { type: 'ready' } | HandbackMessage;

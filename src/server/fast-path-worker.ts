@@ -10,18 +10,18 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Opcode } from '../scsi/constants.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import { Session, requestTransferLength, type Step } from '../protocol/session.js';
-import { planSgIo, sgIoOutcome } from '../exec/sgio-executor.js';
-import { blockDeviceOf, isMultipathMap } from '../exec/mpath-detect.js';
+import { executeHere } from '../exec/sgio-executor.js';
+import { multipathMapOf } from '../exec/mpath-detect.js';
 import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
-import { MessageReceiver, bytesAvailable, sendBytes } from '../sys/socket.js';
+import { MessageReceiver, bytesAvailable } from '../sys/socket.js';
 import { SgIoArea, runSgIoHere } from '../sys/sgio.js';
-import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import { closeFd, nameThisThread, threadId } from '../sys/fd.js';
 import { SGIO_THREAD_NAME } from '../sys/sgio-control.js';
+import { errorMessage } from '../util/errors.js';
 import {
-  FDS_LOST_MESSAGE, Flag, Owner, WorkerControl, stateWord, tagGeneration, tagSlot, type Handback, type ReceivedChunk, type WorkerData,
-  type WorkerMessage,
+  Flag, Owner, WorkerControl, stateWord, tagGeneration, tagSlot, type Handback, type ReceivedChunk, type WorkerData, type WorkerMessage,
 } from './fast-path-shared.js';
+import { receive, send } from './wire.js';
 
 const data = workerData as WorkerData;
 const slots = new Int32Array(data.slots);
@@ -37,8 +37,7 @@ const receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
 const area = new SgIoArea();
 /** runSgIoHere's own in-ioctl flag: this worker marks the whole serve in ENTERED instead. */
 const inIoctl = new Int32Array(1);
-
-type Served = 'served' | 'idle' | Omit<Handback, 'type' | 'tag'>;
+const runHere = (fd: number, command: Parameters<typeof runSgIoHere>[2]) => runSgIoHere(area, fd, command, inIoctl, 0);
 
 function post(message: WorkerMessage): void {
   parentPort?.postMessage(message);
@@ -48,23 +47,16 @@ function closeAll(fds: readonly number[]): void {
   for (const fd of fds) closeFd(fd);
 }
 
-function chunkFds(chunks: readonly ReceivedChunk[]): number[] {
-  return chunks.flatMap((c) => c.fds);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Reads up to `length` bytes without waiting, appending them to `chunks`. 'short' when
  * fewer were queued. At end of file an empty chunk is appended: the connection must go
- * back (re-arming it would wake a worker again at once, forever).
+ * back (re-arming it would wake a worker again at once, forever). A hand-back to close
+ * the connection when reading failed (the fds read so far are closed).
  */
-function gather(fd: number, length: number, acceptsFds: boolean, chunks: ReceivedChunk[]): 'complete' | 'short' | { failure: string; peerGone?: boolean } {
+function gather(fd: number, length: number, acceptsFds: boolean, chunks: ReceivedChunk[]): 'complete' | 'short' | Handback {
   let have = 0;
   while (have < length) {
-    const got = receiver.receive(fd, length - have);
+    const got = receive(receiver, fd, length - have, acceptsFds);
     switch (got.kind) {
       case 'again':
         return 'short';
@@ -72,14 +64,10 @@ function gather(fd: number, length: number, acceptsFds: boolean, chunks: Receive
         // The main thread reads the end of file again and reports it.
         chunks.push({ bytes: new Uint8Array(0), fds: got.fds });
         return 'short';
-      case 'error':
-        closeAll(chunkFds(chunks));
-        return { failure: `Unable to read from socket: ${got.error.description}`, peerGone: peerGoneErrno(got.error.errno) };
+      case 'failed':
+        closeAll([...chunks.flatMap((c) => c.fds), ...got.fds]);
+        return { kind: 'close', ...got.failure };
       case 'data':
-        if (got.truncated && acceptsFds) {
-          closeAll([...chunkFds(chunks), ...got.fds]);
-          return { failure: FDS_LOST_MESSAGE };
-        }
         chunks.push({ bytes: got.bytes.slice(), fds: got.fds });
         have += got.bytes.length;
     }
@@ -88,15 +76,18 @@ function gather(fd: number, length: number, acceptsFds: boolean, chunks: Receive
 }
 
 /** The hand-back of a request that is not all here: what was read, without end-of-file markers. */
-function giveBack(chunks: readonly ReceivedChunk[]): Omit<Handback, 'type' | 'tag'> {
-  return { replay: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
+function giveBack(chunks: readonly ReceivedChunk[]): Handback {
+  return { kind: 'replay', chunks: chunks.filter((c) => c.bytes.length > 0 || c.fds.length > 0) };
 }
 
-/** Serves one request if all of it is queued; otherwise gives back what was read. */
-function serveOne(fd: number, slot: number): Served {
+/**
+ * Serves one request if all of it is queued: null when done (or nothing was queued), so
+ * the connection is re-armed; otherwise what the main thread must do with it.
+ */
+function serveOne(fd: number, slot: number): Handback | null {
   const chunks: ReceivedChunk[] = [];
   const cdbRead = gather(fd, PR_HELPER_CDB_SIZE, true, chunks);
-  if (cdbRead === 'short') return chunks.length === 0 ? 'idle' : giveBack(chunks);
+  if (cdbRead === 'short') return chunks.length === 0 ? null : giveBack(chunks);
   if (cdbRead !== 'complete') return cdbRead;
   const cdb = new Uint8Array(PR_HELPER_CDB_SIZE);
   let at = 0;
@@ -126,43 +117,25 @@ function serveOne(fd: number, slot: number): Served {
   if (step === null || step.kind === 'need-more') throw new Error('a complete request left the session waiting');
   if (step.kind === 'close') {
     state.session = Session.afterHandshake(0);
-    return { failure: step.error.message };
+    return { kind: 'close', reason: step.error.message, peerGone: false };
   }
   const request = step.request;
-  const device = blockDeviceOf(request.fd);
-  if (device !== null && isMultipathMap(device)) {
+  if (multipathMapOf(request.fd) !== null) {
     // libmpathpersist runs on the main thread's multipath executor.
     state.session = Session.afterHandshake(0);
-    return { request };
+    return { kind: 'execute', request };
   }
-  let outcome;
-  try {
-    const plan = planSgIo(request, data.timeoutMs);
-    if (plan.kind === 'answer') {
-      outcome = plan.outcome;
-    } else {
-      outcome = sgIoOutcome(request, runSgIoHere(area, request.fd, plan.command, inIoctl, 0));
-    }
-  } finally {
-    // The device fd is closed before the response is sent (spec §3.5 row 7).
-    closeFd(request.fd);
-  }
+  const outcome = executeHere(request, data.timeoutMs, runHere);
   Atomics.add(served, slot, 1);
-  let response = state.session.respond(request, outcome);
-  while (response.length > 0) {
-    let sent;
-    try {
-      sent = sendBytes(fd, response);
-    } catch (error) {
-      return {
-        failure: `Unable to write to socket: ${error instanceof SyscallError ? error.description : describe(error)}`,
-        peerGone: error instanceof SyscallError && peerGoneErrno(error.errno),
-      };
-    }
-    if (sent.kind === 'again') return { pending: response.slice() };
-    response = response.subarray(sent.count);
+  const sent = send(fd, state.session.respond(request, outcome));
+  switch (sent.kind) {
+    case 'sent':
+      return null;
+    case 'again':
+      return { kind: 'write', bytes: sent.rest.slice() };
+    case 'failed':
+      return { kind: 'close', ...sent.failure };
   }
-  return 'served';
 }
 
 /**
@@ -179,36 +152,31 @@ function serve(fd: number, tag: number): void {
   // The main thread may have taken the connection back (shutdown) or closed it already.
   if (Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
   Atomics.store(owners, slot, data.index);
-  let handback: Omit<Handback, 'type' | 'tag'> | null = null;
+  let handback: Handback | null = null;
   Atomics.add(control, WorkerControl.SEQ, 1);
   Atomics.store(control, WorkerControl.ENTERED, 1);
   try {
     // One request per wake-up: re-arming reports a pipelined one at once, behind the
     // connections already waiting.
-    if (Atomics.load(flags, Flag.DRAINING) !== 0) {
-      handback = {};
-    } else {
-      const result = serveOne(fd, slot);
-      if (result !== 'served' && result !== 'idle') handback = result;
-    }
+    handback = Atomics.load(flags, Flag.DRAINING) !== 0 ? { kind: 'read' } : serveOne(fd, slot);
     if (handback === null) {
       Atomics.store(slots, slot, armed);
       epoll.arm(fd, tag);
       // Shutdown may have begun between the check above and the store: the main thread
       // then found the slot busy and waits for it to come back.
       if (Atomics.load(flags, Flag.DRAINING) === 0 || Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
-      handback = {};
+      handback = { kind: 'read' };
     }
   } catch (error) {
     // A bug costs this connection, not the helper.
     closeAll(state.session.end().discardFds);
     state.session = Session.afterHandshake(0);
-    handback = { failure: `Internal error on connection ${fd}: ${describe(error)}` };
+    handback = { kind: 'close', reason: `Internal error on connection ${fd}: ${errorMessage(error)}`, peerGone: false };
   } finally {
     Atomics.store(control, WorkerControl.ENTERED, 0);
   }
   Atomics.store(slots, slot, stateWord(generation, Owner.MAIN));
-  post({ type: 'handback', tag, ...handback });
+  post({ type: 'handback', tag, handback });
 }
 
 nameThisThread(SGIO_THREAD_NAME);

@@ -213,7 +213,7 @@ export class FastPath {
     const slot = tagSlot(message.tag);
     const client = this.#clients[slot];
     if (client === null || client === undefined || this.#generations[slot] !== tagGeneration(message.tag)) return;
-    client.resume(message, Atomics.exchange(this.#served, slot, 0));
+    client.resume(message.handback, Atomics.exchange(this.#served, slot, 0));
   }
 
   #died(state: WorkerState, reason: string): void {
@@ -228,7 +228,7 @@ export class FastPath {
       const generation = this.#generations[slot] ?? 0;
       if (client && this.#slots[slot] === stateWord(generation, Owner.WORKER) && this.#owners[slot] === state.index) {
         Atomics.store(this.#slots, slot, stateWord(generation, Owner.MAIN));
-        client.resume({ type: 'handback', tag: slotTag(slot, generation), failure: `Internal error: fast-path thread failed (${reason})` },
+        client.resume({ kind: 'close', reason: `Internal error: fast-path thread failed (${reason})`, peerGone: false },
           Atomics.exchange(this.#served, slot, 0));
       }
     }
@@ -253,7 +253,7 @@ export class FastPath {
       const client = this.#clients[slot];
       const generation = this.#generations[slot] ?? 0;
       if (client && this.reclaim({ slot, generation })) {
-        client.resume({ type: 'handback', tag: slotTag(slot, generation) }, Atomics.exchange(this.#served, slot, 0));
+        client.resume({ kind: 'read' }, Atomics.exchange(this.#served, slot, 0));
       }
     }
   }

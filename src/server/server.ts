@@ -4,7 +4,8 @@
  * answer them, close idle connections, then report completion.
  */
 import { Acceptor, type ListenerInfo } from './listener.js';
-import { Connection, closeClientSocket } from './connection.js';
+import { Connection } from './connection.js';
+import { closeClientSocket } from './wire.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { Logger } from '../log/logger.js';
 import { peerCredentials } from '../sys/socket.js';
