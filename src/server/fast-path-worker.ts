@@ -11,7 +11,7 @@ import { Opcode } from '../scsi/constants.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import { Session, requestTransferLength, type Step } from '../protocol/session.js';
 import { planSgIo, sgIoOutcome } from '../exec/sgio-executor.js';
-import { blockDeviceOf, isMultipathMap } from '../exec/mpath-detect.js';
+import { blockDeviceOf, isMultipathMap } from '../mpath/detect.js';
 import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
 import { MessageReceiver, bytesAvailable, sendBytes } from '../sys/socket.js';
 import { SgIoArea, runSgIoHere } from '../sys/sgio.js';

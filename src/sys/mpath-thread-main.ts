@@ -11,8 +11,8 @@ import { describeErrno } from './errors.js';
 import { nameThisThread } from './fd.js';
 import {
   FULL_STATUS_RESP_SIZE, MPATH_ALLOCATION_LENGTH, MPATH_MX_TIDS, PRIN_RESP_SIZE, PROUT_PARAM, TRANSPORTID,
-} from './mpath-layouts.js';
-import { decodeFullStatus, type MpathRequest, type MpathReply } from './mpath.js';
+} from '../mpath/abi.js';
+import { decodeFullStatus, type MpathRequest, type MpathReply } from '../mpath/library.js';
 
 const { path, logToSyslog } = workerData as { path: string; logToSyslog: boolean };
 nameThisThread('prh-mpath');
@@ -45,7 +45,7 @@ const MPATH_PR_SUCCESS = 0;
 
 /**
  * READ FULL STATUS: the library stores descriptor copies and a pointer array far past
- * struct prin_resp (src/sys/mpath.ts), so it gets a block sized for the worst case, and the
+ * struct prin_resp (src/mpath/library.ts), so it gets a block sized for the worst case, and the
  * pointers are turned into typed descriptors here, where the block's address is known.
  */
 function readFullStatus(request: Extract<MpathRequest, { op: 'in' }>): MpathReply {

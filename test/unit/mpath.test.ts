@@ -9,9 +9,9 @@ import {
   MPATH_MX_TIDS, cleanupUnregisterRequest, encodeFullStatusTransportId, fullStatusData, mapLibraryResult, mpathOutcome,
   parsePrInRequest, parsePrOutParameters, prInResponseData, type FullStatusDescriptor, type PrInFullStatusResponse,
   type PrOutCall, type TransportId,
-} from '../../src/scsi/mpath.js';
-import { decodeFullStatus, type PrinResponse } from '../../src/sys/mpath.js';
-import { FULL_STATUS_RESP_SIZE, PRIN_FULLDESCR, PRIN_FULLDESCR_LIST } from '../../src/sys/mpath-layouts.js';
+} from '../../src/mpath/translation.js';
+import { decodeFullStatus, type PrinResponse } from '../../src/mpath/library.js';
+import { FULL_STATUS_RESP_SIZE, PRIN_FULLDESCR, PRIN_FULLDESCR_LIST } from '../../src/mpath/abi.js';
 import type { ScsiOutcome } from '../../src/scsi/constants.js';
 import { concat, fixedSense96, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 
@@ -747,7 +747,7 @@ describe('READ FULL STATUS round trip', () => {
   });
 });
 
-// ---- the library's struct prin_resp → typed descriptors (src/sys/mpath.ts decodeFullStatus) ----
+// ---- the library's struct prin_resp → typed descriptors (src/mpath/library.ts decodeFullStatus) ----
 
 const BASE = 0x7f12_3456_7000n;
 const { PRIVATE_BUFFER, DESCRIPTORS } = PRIN_FULLDESCR_LIST;

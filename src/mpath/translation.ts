@@ -20,8 +20,8 @@
  *   ldl_be_p(), so a length ≥ 0xFFFFFFE4 wraps to a small end there. Here it exceeds the
  *   parameter list and is INVALID FIELD IN PARAMETER LIST, as spec §5.4 states the rule.
  */
-import { ScsiStatus, type ScsiOutcome } from './constants.js';
-import { Sense, buildFixedSense, type SenseCode } from './sense.js';
+import { ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
+import { Sense, buildFixedSense, type SenseCode } from '../scsi/sense.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE, PR_HELPER_SENSE_SIZE } from '../protocol/constants.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ export const MPATH_WWUI_PORT_IDENTIFIER = 0x40;
 
 /**
  * PR IN service actions passed to the library. QEMU leaves out READ FULL STATUS ("nobody
- * implements it"); libmpathpersist 0.9.4 does implement it (src/sys/mpath.ts decodeFullStatus).
+ * implements it"); libmpathpersist 0.9.4 does implement it (src/mpath/library.ts decodeFullStatus).
  */
 export const MPATH_PR_IN_SUPPORTED = [MPATH_PRIN_RKEY_SA, MPATH_PRIN_RRES_SA, MPATH_PRIN_RCAP_SA, MPATH_PRIN_RFSTAT_SA] as const;
 export type MpathPrInServiceAction = (typeof MPATH_PR_IN_SUPPORTED)[number];

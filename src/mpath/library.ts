@@ -1,11 +1,11 @@
 /**
  * libmpathpersist on its own thread (src/sys/mpath-thread-main.ts): typed requests in,
  * return codes and typed responses out. The descriptor bytes are exactly what the library
- * structures hold (spec §5.3-5.4); translation to and from SCSI is src/scsi/mpath.ts.
+ * structures hold (spec §5.3-5.4); translation to and from SCSI is src/mpath/translation.ts.
  */
 import { Worker } from 'node:worker_threads';
 import { existsSync, readFileSync } from 'node:fs';
-import { PRIN_FULLDESCR, PRIN_FULLDESCR_LIST } from './mpath-layouts.js';
+import { PRIN_FULLDESCR, PRIN_FULLDESCR_LIST } from './abi.js';
 
 export interface MpathTransportId {
   formatCode: number;
@@ -264,7 +264,7 @@ export function mpathLibraryAbi(path: string): string | null {
   }
 }
 
-const WORKER_URL = new URL('./mpath-thread-main.js', import.meta.url);
+const WORKER_URL = new URL('../sys/mpath-thread-main.js', import.meta.url);
 
 type Pending = (reply: MpathReply) => void;
 
