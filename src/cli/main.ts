@@ -39,7 +39,7 @@ import { verifyThreads, readThreadCredentials } from '../privileges/verify.js';
 import { expectedAfterDrop, keptCapabilities, reviewUnprivileged, targetId } from '../privileges/policy.js';
 import { CAP_SYS_ADMIN, describeMask, maskOf } from '../privileges/capabilities.js';
 import { hardenedNodeFlags, untrustedReason, withoutCodeLoadingVariables, type FileOwner } from '../privileges/runtime.js';
-import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../sys/mpath.js';
+import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../mpath/library.js';
 import { TRACE_EVENT_NAMES } from '../trace/events.js';
 import { expandLogfileTemplate, type EventsFileRead } from '../trace/options.js';
 import {
@@ -461,7 +461,7 @@ async function servingModules() {
   const [events, requestLog, server, sgioExecutor, sgioPool, fastPath, mpathExecutor, tracer] = await Promise.all([
     import('../server/events.js'), import('../log/request-log.js'), import('../server/server.js'),
     import('../exec/sgio-executor.js'), import('../exec/sgio-pool.js'), import('../server/fast-path.js'),
-    import('../exec/mpath-executor.js'), import('../trace/tracer.js'),
+    import('../mpath/executor.js'), import('../trace/tracer.js'),
   ]);
   return { ...events, ...requestLog, ...server, ...sgioExecutor, ...sgioPool, ...fastPath, ...mpathExecutor, ...tracer };
 }

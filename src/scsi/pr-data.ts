@@ -3,7 +3,7 @@
  * reservation types with their short names and capability mask bits (SPC-4 Table 213; their
  * names come from names.ts). Pure. Every read is bounded by the bytes received: a device may
  * report an ADDITIONAL LENGTH larger than the allocation length let through, and the data is
- * then decoded as far as it goes, with `truncated` set. (src/scsi/mpath.ts encodes this data
+ * then decoded as far as it goes, with `truncated` set. (src/mpath/full-status.ts encodes this data
  * for libmpathpersist; this module only reads it.)
  */
 import { PrInServiceAction } from './constants.js';

@@ -11,7 +11,7 @@ import { Opcode } from '../scsi/constants.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import { Session, requestTransferLength, type Step } from '../protocol/session.js';
 import { executeHere } from '../exec/sgio-executor.js';
-import { multipathMapOf } from '../exec/mpath-detect.js';
+import { multipathMapOf } from '../mpath/detect.js';
 import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
 import { MessageReceiver, bytesAvailable } from '../sys/socket.js';
 import { SgIoArea, runSgIoHere } from '../sys/sgio.js';

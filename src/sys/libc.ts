@@ -183,7 +183,7 @@ export const KOFFI_VERSION: string = koffi.version as string;
 
 /**
  * libmpathpersist (multipath-tools), loaded on demand from `path`. Only the multipath
- * thread calls this (src/sys/mpath-thread-main.ts): the library keeps global state and is
+ * thread calls this (through src/sys/mpathpersist.ts): the library keeps global state and is
  * not safe to enter from two threads at once. Structures are passed as native blocks.
  */
 export interface MpathPersistLib {

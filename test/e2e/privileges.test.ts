@@ -17,7 +17,7 @@
  * cap_sys_rawio.
  */
 import { keptCapabilities } from '../../src/privileges/policy.js';
-import { findMpathLibrary } from '../../src/sys/mpath.js';
+import { findMpathLibrary } from '../../src/mpath/library.js';
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';

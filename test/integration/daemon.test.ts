@@ -16,7 +16,7 @@ import { pollUntil, spawnHelper, startHelper, tempDir, OUR_HELPER } from '../sup
 import { prInCdb } from '../support/builders.js';
 import { lockHolder } from '../../src/sys/lock.js';
 import { NotificationSocket } from '../../src/sys/notify.js';
-import { findMpathLibrary } from '../../src/sys/mpath.js';
+import { findMpathLibrary } from '../../src/mpath/library.js';
 import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
 import { closeFd } from '../../src/sys/fd.js';
 

@@ -7,7 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
-import { findMpathLibrary, MpathLibrary } from '../../src/sys/mpath.js';
+import { findMpathLibrary, MpathLibrary } from '../../src/mpath/library.js';
 import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
 import { closeFd } from '../../src/sys/fd.js';
 

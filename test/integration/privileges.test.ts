@@ -15,7 +15,7 @@ import type { ThreadCredentials } from '../../src/privileges/thread-status.js';
 import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
 import { closeFd } from '../../src/sys/fd.js';
 import { encodeHandoff } from '../../src/daemon/handoff.js';
-import { findMpathLibrary } from '../../src/sys/mpath.js';
+import { findMpathLibrary } from '../../src/mpath/library.js';
 
 const SETPRIV = '/usr/bin/setpriv';
 const RAWIO = 0x20000n;

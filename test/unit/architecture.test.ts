@@ -1,12 +1,12 @@
 /**
  * Layering rules, checked on the sources (style habits 1, 8, 9): the protocol and SCSI
- * layers are pure, koffi is only loaded in src/sys/libc.ts, `any` appears only there, and
- * nothing silences the type checker.
+ * layers and the pure multipath modules are pure, koffi is only loaded in src/sys/libc.ts,
+ * `any` appears only there, and nothing silences the type checker.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { REPO_ROOT } from '../support/launcher.js';
 
 function sources(dir: string): string[] {
@@ -28,6 +28,23 @@ test('src/protocol and src/scsi import no I/O, no koffi and no sys layer', () =>
     .filter((f) => /^src\/(protocol|scsi)\//.test(f.rel))
     .flatMap((f) => [...f.text.matchAll(/from '([^']+)'/g)].map((m) => [f.rel, m[1] ?? ''] as const))
     .filter(([, spec]) => spec.startsWith('node:') || spec === 'koffi' || spec.includes('/sys/') || spec.includes('/server/') || spec.includes('/exec/'));
+  assert.deepEqual(bad, []);
+});
+
+/** The multipath modules without I/O: the library's ABI and types, and the SCSI translation both ways. */
+const PURE_MPATH = ['src/mpath/abi.ts', 'src/mpath/types.ts', 'src/mpath/translation.ts', 'src/mpath/full-status.ts'];
+
+test('the pure multipath modules import no I/O, no koffi, no sys, server or exec layer, and no impure multipath module', () => {
+  assert.deepEqual(PURE_MPATH.filter((rel) => !files.some((f) => f.rel === rel)), [], 'every pure multipath module exists');
+  const bad = files
+    .filter((f) => PURE_MPATH.includes(f.rel))
+    .flatMap((f) => [...f.text.matchAll(/from '([^']+)'|import\('([^']+)'\)/g)].map((m) => [f.rel, m[1] ?? m[2] ?? ''] as const))
+    .filter(([rel, spec]) => {
+      if (spec.startsWith('node:') || spec === 'koffi' || spec.includes('/sys/') || spec.includes('/server/') || spec.includes('/exec/')) return true;
+      const target = join(dirname(rel), spec).replace(/\.js$/, '.ts');
+      // Only the pure layers below: src/protocol, src/scsi and the pure multipath modules.
+      return !/^src\/(protocol|scsi)\//.test(target) && !PURE_MPATH.includes(target);
+    });
   assert.deepEqual(bad, []);
 });
 

@@ -1,7 +1,7 @@
-/** Finding device-mapper's major in /proc/devices (src/exec/mpath-detect.ts). */
+/** Finding device-mapper's major in /proc/devices (src/mpath/detect.ts). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deviceMapperMajor } from '../../src/exec/mpath-detect.js';
+import { deviceMapperMajor } from '../../src/mpath/detect.js';
 
 const PROC_DEVICES = `Character devices:
   1 mem

@@ -6,12 +6,12 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  MPATH_MX_TIDS, cleanupUnregisterRequest, encodeFullStatusTransportId, fullStatusData, mapLibraryResult, mpathOutcome,
-  parsePrInRequest, parsePrOutParameters, prInResponseData, type FullStatusDescriptor, type PrInFullStatusResponse,
-  type PrOutCall, type TransportId,
-} from '../../src/scsi/mpath.js';
-import { decodeFullStatus, type PrinResponse } from '../../src/sys/mpath.js';
-import { FULL_STATUS_RESP_SIZE, PRIN_FULLDESCR, PRIN_FULLDESCR_LIST } from '../../src/sys/mpath-layouts.js';
+  cleanupUnregisterRequest, mapLibraryResult, mpathOutcome, parsePrInRequest, parsePrOutParameters, prInResponseData,
+  type PrOutCall,
+} from '../../src/mpath/translation.js';
+import { decodeLibraryFullStatus, encodeFullStatusTransportId, fullStatusData } from '../../src/mpath/full-status.js';
+import type { MpathTransportId, PrinFullDescriptor, PrinFullStatus, PrinResponse } from '../../src/mpath/types.js';
+import { FULL_STATUS_RESP_SIZE, MPATH_MX_TIDS, PRIN_FULLDESCR, PRIN_FULLDESCR_LIST } from '../../src/mpath/abi.js';
 import type { ScsiOutcome } from '../../src/scsi/constants.js';
 import { concat, fixedSense96, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 
@@ -169,10 +169,10 @@ describe('PR OUT parameter list (spec §5.4)', () => {
 
 describe('transport IDs (spec §5.4 table)', () => {
   const one = (tid: Uint8Array): ReturnType<typeof parsePrOutParameters> => parse(withTids([tid]));
-  const onlyId = (tid: Uint8Array): TransportId => {
+  const onlyId = (tid: Uint8Array): MpathTransportId => {
     const ids = assertCall(one(tid)).descriptor.transportIds;
     assert.equal(ids.length, 1);
-    return ids[0] as TransportId;
+    return ids[0] as MpathTransportId;
   };
 
   test('FC (0x00): N_PORT_NAME = bytes 8-15, 24 bytes', () => {
@@ -557,9 +557,9 @@ function helperData(spc: Uint8Array, allocationLength: number): number[] {
 }
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text, 'latin1'));
-const fcId = (name: Uint8Array, formatCode = 0): FullStatusDescriptor['transportId'] => ({ formatCode, protocolId: 0, name });
-const sasId = (name: Uint8Array, formatCode = 0): FullStatusDescriptor['transportId'] => ({ formatCode, protocolId: 6, name });
-const iscsiId = (text: string, formatCode = 0): FullStatusDescriptor['transportId'] => ({ formatCode, protocolId: 5, name: ascii(text) });
+const fcId = (name: Uint8Array, formatCode = 0): MpathTransportId => ({ formatCode, protocolId: 0, name });
+const sasId = (name: Uint8Array, formatCode = 0): MpathTransportId => ({ formatCode, protocolId: 6, name });
+const iscsiId = (text: string, formatCode = 0): MpathTransportId => ({ formatCode, protocolId: 5, name: ascii(text) });
 
 function keyBytes(key: bigint): Uint8Array {
   const k = new Uint8Array(8);
@@ -567,7 +567,7 @@ function keyBytes(key: bigint): Uint8Array {
   return k;
 }
 
-function typed(d: Omit<SpcStatus, 'tid'>, transportId: FullStatusDescriptor['transportId']): FullStatusDescriptor {
+function typed(d: Omit<SpcStatus, 'tid'>, transportId: MpathTransportId): PrinFullDescriptor {
   return {
     key: keyBytes(d.key), flags: d.flags ?? 0, scopeType: ((d.scope ?? 0) << 4) | (d.type ?? 0),
     relativeTargetPortId: d.rtpi, transportId,
@@ -580,7 +580,7 @@ const WWN = bytes(8, 0x50);
 const SAS = bytes(8, 0x90);
 
 /** The same registrations, as SPC bytes and as the library's typed descriptors. */
-const SAMPLES: { name: string; spc: SpcStatus; typed: FullStatusDescriptor }[] = [
+const SAMPLES: { name: string; spc: SpcStatus; typed: PrinFullDescriptor }[] = [
   {
     name: 'FC, holder, WE-RO, rtpi 1',
     spc: { key: 0x1122334455667788n, flags: 0x01, scope: 0, type: 5, rtpi: 1, tid: fcTid(WWN) },
@@ -674,8 +674,8 @@ describe('READ FULL STATUS data (SPC-4 §6.15.5) from the library\'s descriptors
   });
 
   test('a programming error throws: wrong sizes, unknown protocol, bad names, fields out of range', () => {
-    const good = SAMPLES[0]?.typed as FullStatusDescriptor;
-    const data = (d: Partial<FullStatusDescriptor>, generation = 0): Uint8Array => fullStatusData(8, { generation, descriptors: [{ ...good, ...d }] });
+    const good = SAMPLES[0]?.typed as PrinFullDescriptor;
+    const data = (d: Partial<PrinFullDescriptor>, generation = 0): Uint8Array => fullStatusData(8, { generation, descriptors: [{ ...good, ...d }] });
     assert.throws(() => data({ key: new Uint8Array(7) }), RangeError);
     assert.throws(() => data({ flags: 0x100 }), RangeError);
     assert.throws(() => data({ scopeType: -1 }), RangeError);
@@ -696,10 +696,10 @@ describe('READ FULL STATUS data (SPC-4 §6.15.5) from the library\'s descriptors
 // ---- round trip: SPC bytes → typed descriptors (a parser of our own) → fullStatusData ----
 
 /** A plain SPC-4 READ FULL STATUS parser, keeping what `struct prin_fulldescr` keeps. */
-function parseSpcFullStatus(data: Uint8Array): PrInFullStatusResponse {
+function parseSpcFullStatus(data: Uint8Array): PrinFullStatus {
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const end = 8 + dv.getUint32(4);
-  const descriptors: FullStatusDescriptor[] = [];
+  const descriptors: PrinFullDescriptor[] = [];
   for (let i = 8; i < end;) {
     const tidLength = dv.getUint32(i + 20);
     const t = data.subarray(i + 24, i + 24 + tidLength);
@@ -747,7 +747,7 @@ describe('READ FULL STATUS round trip', () => {
   });
 });
 
-// ---- the library's struct prin_resp → typed descriptors (src/sys/mpath.ts decodeFullStatus) ----
+// ---- the library's struct prin_resp → typed descriptors (src/mpath/full-status.ts decodeLibraryFullStatus) ----
 
 const BASE = 0x7f12_3456_7000n;
 const { PRIVATE_BUFFER, DESCRIPTORS } = PRIN_FULLDESCR_LIST;
@@ -810,9 +810,9 @@ function assertUnusable(r: PrinResponse, pattern: RegExp): void {
   assert.match((r as { reason: string }).reason, pattern);
 }
 
-function fullStatusOf(r: PrinResponse): PrInFullStatusResponse {
+function fullStatusOf(r: PrinResponse): PrinFullStatus {
   assert.equal(r.kind, 'full-status', r.kind === 'unusable' ? r.reason : r.kind);
-  return r as PrInFullStatusResponse;
+  return r as PrinFullStatus;
 }
 
 describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () => {
@@ -822,12 +822,12 @@ describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () =>
   });
 
   test('no registration: generation, no descriptors', () => {
-    assert.deepEqual(decodeFullStatus(libraryBlock(spcFullStatus(42, [])), BASE), { kind: 'full-status', generation: 42, descriptors: [] });
+    assert.deepEqual(decodeLibraryFullStatus(libraryBlock(spcFullStatus(42, [])), BASE), { kind: 'full-status', generation: 42, descriptors: [] });
   });
 
   test('each kind of descriptor decodes to what the SPC bytes said, and back', () => {
     const spc = spcFullStatus(0x80000000, [...SAMPLES.map((x) => x.spc), SAMPLES[0]?.spc as SpcStatus]);
-    const r = fullStatusOf(decodeFullStatus(libraryBlock(spc), BASE));
+    const r = fullStatusOf(decodeLibraryFullStatus(libraryBlock(spc), BASE));
     assert.equal(r.generation, 0x80000000);
     assert.deepEqual(r.descriptors, [...SAMPLES.map((x) => x.typed), SAMPLES[0]?.typed]);
     assert.deepEqual([...fullStatusData(8192, r)], helperData(spc, 8192));
@@ -838,14 +838,14 @@ describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () =>
     const short = { key: 2n, rtpi: 2, tid: spcIscsiTid('iqn.x:y') };
     const block = libraryBlock(spcFullStatus(1, [long, short]));
     assert.notEqual(block[PRIVATE_BUFFER + PRIN_FULLDESCR.SIZE + 14 + 24], 0, 'the simulated library left bytes behind');
-    const r = fullStatusOf(decodeFullStatus(block, BASE));
+    const r = fullStatusOf(decodeLibraryFullStatus(block, BASE));
     assert.deepEqual(r.descriptors[1]?.transportId, iscsiId('iqn.x:y'));
   });
 
   test('ADDITIONAL LENGTH above 8192: the library leaves the device\'s bytes, passed on as they are', () => {
     const descriptors = Array.from({ length: 200 }, (_, i) => ({ key: BigInt(i), rtpi: i, tid: fcTid(bytes(8, i)) }));
     const spc = spcFullStatus(3, descriptors);
-    const r = decodeFullStatus(libraryBlock(spc), BASE);
+    const r = decodeLibraryFullStatus(libraryBlock(spc), BASE);
     assert.equal(r.kind, 'list');
     const data = prInResponseData(3, 8192, r as { generation: number; additionalLength: number; body: Uint8Array });
     assert.deepEqual([...data], helperData(spc, 8192));
@@ -855,25 +855,25 @@ describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () =>
     const srp = new Uint8Array(24);
     srp[0] = 0x04;
     const spc = spcFullStatus(1, [SAMPLES[0]?.spc as SpcStatus, { key: 1n, rtpi: 1, tid: srp }]);
-    assertUnusable(decodeFullStatus(libraryBlock(spc), BASE), /^descriptor 2 of 2 has a TransportID with protocol identifier 4/);
+    assertUnusable(decodeLibraryFullStatus(libraryBlock(spc), BASE), /^descriptor 2 of 2 has a TransportID with protocol identifier 4/);
   });
 
   test('an iSCSI name the library cut at 256 bytes → unusable', () => {
     const tid = iscsiTid(new Uint8Array(256).fill(0x61), 256); // no NUL in the 256 bytes the library keeps
-    assertUnusable(decodeFullStatus(libraryBlock(spcFullStatus(1, [{ key: 1n, rtpi: 1, tid }])), BASE), /cut at 256 bytes/);
+    assertUnusable(decodeLibraryFullStatus(libraryBlock(spcFullStatus(1, [{ key: 1n, rtpi: 1, tid }])), BASE), /cut at 256 bytes/);
   });
 
   test('a pointer that does not point where the library stores the descriptor → unusable', () => {
     const block = libraryBlock(spcFullStatus(1, SAMPLES.map((x) => x.spc)));
     new DataView(block.buffer).setBigUint64(DESCRIPTORS + 8 * 2, BASE + 9n, true);
-    assertUnusable(decodeFullStatus(block, BASE), /^descriptors\[2\] points to offset 9 of the response, not to 548/);
-    assertUnusable(decodeFullStatus(libraryBlock(spcFullStatus(1, SAMPLES.map((x) => x.spc))), BASE + 8n), /^descriptors\[0\] points to offset 0 of the response, not to 8/);
+    assertUnusable(decodeLibraryFullStatus(block, BASE), /^descriptors\[2\] points to offset 9 of the response, not to 548/);
+    assertUnusable(decodeLibraryFullStatus(libraryBlock(spcFullStatus(1, SAMPLES.map((x) => x.spc))), BASE + 8n), /^descriptors\[0\] points to offset 0 of the response, not to 8/);
   });
 
   test('a block too small for the count → unusable, nothing read beyond it', () => {
     const spc = spcFullStatus(1, SAMPLES.map((x) => x.spc));
     const block = libraryBlock(spc).subarray(0, PRIVATE_BUFFER + PRIN_FULLDESCR.SIZE * 4 - 1);
-    assertUnusable(decodeFullStatus(block, BASE), /^descriptor \d of 4 lies beyond the response block/);
+    assertUnusable(decodeLibraryFullStatus(block, BASE), /^descriptor \d of 4 lies beyond the response block/);
   });
 
   const fcStatus = (i: number): SpcStatus => ({ key: BigInt(i + 1), flags: i === 0 ? 1 : 0, type: i === 0 ? 5 : 0, rtpi: i, tid: fcTid(bytes(8, i)) });
@@ -883,7 +883,7 @@ describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () =>
       const spc = spcFullStatus(count, Array.from({ length: count }, (_, i) => fcStatus(i)));
       const block = libraryBlock(spc);
       if (count > 30) assert.notEqual(new DataView(block.buffer).getBigUint64(DESCRIPTORS, true), BASE + 8n, 'descriptors[0] overwritten');
-      const r = fullStatusOf(decodeFullStatus(block, BASE));
+      const r = fullStatusOf(decodeLibraryFullStatus(block, BASE));
       assert.equal(r.descriptors.length, count);
       assert.deepEqual([...fullStatusData(8192, r)], helperData(spc, 8192));
     }
@@ -894,24 +894,24 @@ describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () =>
     const withIscsi = (count: number, length: number): Uint8Array => spcFullStatus(1, Array.from({ length: count },
       (_, i) => (i === 31 ? { key: 32n, rtpi: 31, tid: spcIscsiTid(name(length)) } : fcStatus(i))));
     // Descriptor 32 sits at 8378; descriptors[31] is stored at 8448, 70 bytes in: name bytes 56-63.
-    fullStatusOf(decodeFullStatus(libraryBlock(withIscsi(32, 55)), BASE));
-    assertUnusable(decodeFullStatus(libraryBlock(withIscsi(32, 56)), BASE), /^descriptor 32 of 32 was overwritten/);
-    const r = fullStatusOf(decodeFullStatus(libraryBlock(withIscsi(40, 55)), BASE));
+    fullStatusOf(decodeLibraryFullStatus(libraryBlock(withIscsi(32, 55)), BASE));
+    assertUnusable(decodeLibraryFullStatus(libraryBlock(withIscsi(32, 56)), BASE), /^descriptor 32 of 32 was overwritten/);
+    const r = fullStatusOf(decodeLibraryFullStatus(libraryBlock(withIscsi(40, 55)), BASE));
     assert.deepEqual(r.descriptors[31]?.transportId, iscsiId(name(55)));
   });
 
   test('56 descriptors still decode; from 57 on descriptor 33\'s key is overwritten → unusable', () => {
     const spc56 = spcFullStatus(1, Array.from({ length: 56 }, (_, i) => fcStatus(i)));
-    assert.deepEqual([...fullStatusData(8192, fullStatusOf(decodeFullStatus(libraryBlock(spc56), BASE)))], helperData(spc56, 8192));
+    assert.deepEqual([...fullStatusData(8192, fullStatusOf(decodeLibraryFullStatus(libraryBlock(spc56), BASE)))], helperData(spc56, 8192));
     const spc57 = spcFullStatus(1, Array.from({ length: 57 }, (_, i) => fcStatus(i)));
-    assertUnusable(decodeFullStatus(libraryBlock(spc57), BASE), /^descriptor 33 of 57 was overwritten by the library's own pointer array/);
+    assertUnusable(decodeLibraryFullStatus(libraryBlock(spc57), BASE), /^descriptor 33 of 57 was overwritten by the library's own pointer array/);
   });
 
   test('property: SPC bytes → the library\'s block → decode → fullStatusData gives the same bytes (≤ 30 descriptors)', () => {
     fc.assert(fc.property(fc.nat(0xffffffff), fc.array(spcStatusArb, { maxLength: 30 }), (generation, descriptors) => {
       const spc = spcFullStatus(generation, descriptors);
       fc.pre(spc.length <= 8192);
-      const r = fullStatusOf(decodeFullStatus(libraryBlock(spc), BASE));
+      const r = fullStatusOf(decodeLibraryFullStatus(libraryBlock(spc), BASE));
       assert.deepEqual(r, { kind: 'full-status', ...parseSpcFullStatus(spc) });
       assert.deepEqual([...fullStatusData(8192, r)], helperData(spc, 8192));
     }), { numRuns: 200 });
@@ -928,7 +928,7 @@ describe('READ FULL STATUS from struct prin_resp (libmpathpersist 0.9.4)', () =>
       for (let i = 0; i < count && DESCRIPTORS + 8 * i + 8 <= view.length; i++) {
         dv.setBigUint64(DESCRIPTORS + 8 * i, BASE + BigInt(PRIVATE_BUFFER + PRIN_FULLDESCR.SIZE * i), true);
       }
-      const r = decodeFullStatus(view, BASE);
+      const r = decodeLibraryFullStatus(view, BASE);
       assert.ok(['full-status', 'unusable', 'list'].includes(r.kind));
     }), { numRuns: 300 });
   });

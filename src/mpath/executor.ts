@@ -14,7 +14,7 @@
  * - a multipathd failure during CLEANUP answers LUN COMMUNICATION FAILURE instead of
  *   closing the connection (§9 item 12), and the reason is logged;
  * - READ FULL STATUS goes to the library too (QEMU refuses it). When the library's answer
- *   cannot be turned back into faithful SPC data (src/sys/mpath.ts decodeFullStatus), the
+ *   cannot be turned back into faithful SPC data (full-status.ts decodeLibraryFullStatus), the
  *   reference's INVALID FIELD IN CDB is sent and the reason logged. REGISTER AND MOVE is
  *   refused as in QEMU, and the reason (the library cannot do it) logged.
  */
@@ -23,15 +23,14 @@ import { Sense, buildFixedSense } from '../scsi/sense.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
 import {
   cleanupUnregisterRequest, mapLibraryResult, mpathOutcome, parsePrInRequest, parsePrOutParameters, prInResponseData,
-  type PrOutCall,
-} from '../scsi/mpath.js';
+} from './translation.js';
 import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
 import { accessMode } from '../sys/fd.js';
-import { multipathMapOf, type BlockDevice } from './mpath-detect.js';
-import type { MpathLibrary } from '../sys/mpath.js';
-import type { ScsiExecutor } from './executor.js';
-import type { SgIoRunner } from './sgio-executor.js';
+import { multipathMapOf, type BlockDevice } from './detect.js';
+import type { MpathLibrary } from './library.js';
+import type { ScsiExecutor } from '../exec/executor.js';
+import type { SgIoRunner } from '../exec/sgio-executor.js';
 
 /** multipathd's reply timeout for CLEANUP's commands, as QEMU uses (spec §5.6). */
 const MULTIPATHD_TIMEOUT_MS = 60_000;
@@ -152,16 +151,9 @@ export class MultipathExecutor implements ScsiExecutor {
       }
       return parsed.outcome;
     }
-    const code = await this.#callOut(library, fd, parsed);
+    const { sa, scope, type, descriptor } = parsed;
+    const code = await library.reserveOut(fd, { sa, scope, type, descriptor }, this.#options.noisy, this.#options.verbose);
     return this.#answer(fd, code);
-  }
-
-  #callOut(library: MpathLibrary, fd: number, call: PrOutCall): Promise<number> {
-    const { key, saKey, saFlags, transportIds } = call.descriptor;
-    return library.reserveOut(
-      fd, { sa: call.sa, scope: call.scope, type: call.type, key, saKey, saFlags, transportIds },
-      this.#options.noisy, this.#options.verbose,
-    );
   }
 
   /**

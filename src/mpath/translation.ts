@@ -1,11 +1,12 @@
 /**
  * PR IN/OUT on a dm-multipath fd through libmpathpersist (spec §5.3-5.6): the pure half.
  * This module turns CDBs and parameter lists into the typed arguments the library gets, and
- * the library's answers into SCSI data and outcomes. The FFI layer (src/sys) marshals these
- * values into `struct prout_param_descriptor`/`struct transportid` and out of
- * `struct prin_resp`; nothing here does I/O.
+ * the library's answers into SCSI data and outcomes. The multipath thread (thread-main.ts,
+ * through src/sys/mpathpersist.ts) marshals these values into
+ * `struct prout_param_descriptor`/`struct transportid` and out of `struct prin_resp`;
+ * nothing here does I/O. READ FULL STATUS, both ways, is full-status.ts.
  *
- * Names of library values follow /usr/include/mpath_persist.h (multipath-tools 0.9.4).
+ * Names of library values follow /usr/include/mpath_persist.h (multipath-tools 0.9.4, abi.ts).
  * Deliberate differences from QEMU's multipath_pr_in/multipath_pr_out (spec §9):
  * - item 15: the service action is CDB byte 1 masked with 0x1F, as SPC-4 defines the field;
  *   QEMU uses the whole byte, so a reserved high bit turns a valid SA into INVALID FIELD.
@@ -20,74 +21,30 @@
  *   ldl_be_p(), so a length ≥ 0xFFFFFFE4 wraps to a small end there. Here it exceeds the
  *   parameter list and is INVALID FIELD IN PARAMETER LIST, as spec §5.4 states the rule.
  */
-import { ScsiStatus, type ScsiOutcome } from './constants.js';
-import { Sense, buildFixedSense, type SenseCode } from './sense.js';
+import { ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
+import { Sense, buildFixedSense, type SenseCode } from '../scsi/sense.js';
+import { TransportProtocol } from '../scsi/transport-id.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE, PR_HELPER_SENSE_SIZE } from '../protocol/constants.js';
-
-// ---------------------------------------------------------------------------------------------
-// Library constants (mpath_persist.h)
-
-/** Size of `prin_readdescr.key_list` and of `prout_param_descriptor.private_buffer`. */
-export const MPATH_MAX_PARAM_LEN = 8192;
-/** Transport IDs one `prout_param_descriptor` can carry. */
-export const MPATH_MX_TIDS = 32;
-
-export const MPATH_PRIN_RKEY_SA = 0x00; // READ KEYS
-export const MPATH_PRIN_RRES_SA = 0x01; // READ RESERVATION
-export const MPATH_PRIN_RCAP_SA = 0x02; // REPORT CAPABILITIES
-export const MPATH_PRIN_RFSTAT_SA = 0x03; // READ FULL STATUS
-
-export const MPATH_PROUT_REG_SA = 0x00; // REGISTER
-export const MPATH_PROUT_RES_SA = 0x01; // RESERVE
-export const MPATH_PROUT_REL_SA = 0x02; // RELEASE
-export const MPATH_PROUT_CLEAR_SA = 0x03; // CLEAR
-export const MPATH_PROUT_PREE_SA = 0x04; // PREEMPT
-export const MPATH_PROUT_PREE_AB_SA = 0x05; // PREEMPT AND ABORT
-export const MPATH_PROUT_REG_IGN_SA = 0x06; // REGISTER AND IGNORE EXISTING KEY
-export const MPATH_PROUT_REG_MOV_SA = 0x07; // REGISTER AND MOVE
-/** REPLACE LOST RESERVATION (SPC-5): no library constant. */
-const SPC_PROUT_REPLACE_LOST_SA = 0x08;
-
-/** Return codes of mpath_persistent_reserve_in/out. */
-export const MPATH_PR_SKIP = -1;
-export const MPATH_PR_SUCCESS = 0;
-export const MPATH_PR_SYNTAX_ERROR = 1;
-export const MPATH_PR_SENSE_NOT_READY = 2;
-export const MPATH_PR_SENSE_MEDIUM_ERROR = 3;
-export const MPATH_PR_SENSE_HARDWARE_ERROR = 4;
-export const MPATH_PR_ILLEGAL_REQ = 5;
-export const MPATH_PR_SENSE_UNIT_ATTENTION = 6;
-export const MPATH_PR_SENSE_INVALID_OP = 7;
-export const MPATH_PR_SENSE_ABORTED_COMMAND = 8;
-export const MPATH_PR_NO_SENSE = 9;
-export const MPATH_PR_SENSE_MALFORMED = 10;
-export const MPATH_PR_RESERV_CONFLICT = 11;
-export const MPATH_PR_FILE_ERROR = 12;
-export const MPATH_PR_DMMP_ERROR = 13;
-export const MPATH_PR_THREAD_ERROR = 14;
-export const MPATH_PR_OTHER = 15;
-/** Internal codes of later versions (0.12.0, 0.13.0); they must map like any unknown code. */
-export const MPATH_PR_RETRYABLE_ERROR = 16;
-export const MPATH_PR_SUCCESS_UNREGISTER = 17;
-
-/** sa_flags bits of the PR OUT parameter list (byte 20). */
-export const MPATH_F_APTPL_MASK = 0x01;
-export const MPATH_F_ALL_TG_PT_MASK = 0x04;
-export const MPATH_F_SPEC_I_PT_MASK = 0x08;
-
-/** TransportID PROTOCOL IDENTIFIER (byte 0 bits 0-3) and FORMAT CODE (bits 6-7), SPC-4 §7.6.4. */
-export const MPATH_PROTOCOL_ID_FC = 0x00;
-export const MPATH_PROTOCOL_ID_ISCSI = 0x05;
-export const MPATH_PROTOCOL_ID_SAS = 0x06;
-export const MPATH_WWUI_DEVICE_NAME = 0x00;
-export const MPATH_WWUI_PORT_IDENTIFIER = 0x40;
+import {
+  FIXED_TRANSPORT_ID_SIZE, ISCSI_HEADER_SIZE, MPATH_MAX_PARAM_LEN, MPATH_MX_TIDS, MPATH_PRIN_RCAP_SA, MPATH_PRIN_RFSTAT_SA,
+  MPATH_PRIN_RKEY_SA, MPATH_PRIN_RRES_SA, MPATH_PROUT_CLEAR_SA, MPATH_PROUT_PREE_AB_SA, MPATH_PROUT_PREE_SA,
+  MPATH_PROUT_REG_IGN_SA, MPATH_PROUT_REG_MOV_SA, MPATH_PROUT_REG_SA, MPATH_PROUT_REL_SA, MPATH_PROUT_RES_SA,
+  MPATH_PR_ILLEGAL_REQ, MPATH_PR_NO_SENSE, MPATH_PR_RESERV_CONFLICT, MPATH_PR_SENSE_ABORTED_COMMAND,
+  MPATH_PR_SENSE_HARDWARE_ERROR, MPATH_PR_SENSE_INVALID_OP, MPATH_PR_SENSE_MEDIUM_ERROR, MPATH_PR_SENSE_NOT_READY,
+  MPATH_PR_SENSE_UNIT_ATTENTION, MPATH_PR_SUCCESS, MPATH_WWUI_DEVICE_NAME, MPATH_WWUI_PORT_IDENTIFIER,
+} from './abi.js';
+import { PR_IN_HEADER_SIZE, fullStatusData, requireUint } from './full-status.js';
+import type { MpathTransportId, PrOutArguments, PrinData, ProutParamDescriptor } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // What this helper supports: each set is the one place to widen when a service action is added.
 
+/** REPLACE LOST RESERVATION (SPC-5): no library constant. */
+const SPC_PROUT_REPLACE_LOST_SA = 0x08;
+
 /**
  * PR IN service actions passed to the library. QEMU leaves out READ FULL STATUS ("nobody
- * implements it"); libmpathpersist 0.9.4 does implement it (src/sys/mpath.ts decodeFullStatus).
+ * implements it"); libmpathpersist 0.9.4 does implement it (full-status.ts decodeLibraryFullStatus).
  */
 export const MPATH_PR_IN_SUPPORTED = [MPATH_PRIN_RKEY_SA, MPATH_PRIN_RRES_SA, MPATH_PRIN_RCAP_SA, MPATH_PRIN_RFSTAT_SA] as const;
 export type MpathPrInServiceAction = (typeof MPATH_PR_IN_SUPPORTED)[number];
@@ -164,61 +121,6 @@ export function parsePrInRequest(cdb: Uint8Array): PrInCall | Done {
   return { kind: 'call', sa, allocationLength };
 }
 
-/** `struct prin_readdescr` (READ KEYS, READ RESERVATION), host byte order as the library leaves it. */
-export interface PrInReadResponse {
-  generation: number;
-  additionalLength: number;
-  /** The raw key_list bytes (at most MPATH_MAX_PARAM_LEN are looked at). */
-  body: Uint8Array;
-}
-
-/** `struct prin_capdescr` (REPORT CAPABILITIES). */
-export interface PrInCapabilitiesResponse {
-  length: number;
-  flags0: number;
-  flags1: number;
-  typeMask: number;
-}
-
-/** A TransportID as libmpathpersist keeps it in `struct prin_fulldescr`. */
-export interface FullStatusTransportId {
-  /** FORMAT CODE, 0-3 (byte 0 bits 6-7 shifted down, unlike TransportId.formatCode). */
-  formatCode: number;
-  /** PROTOCOL IDENTIFIER: FC, iSCSI or SAS, the ones whose identifier the library keeps. */
-  protocolId: number;
-  /** N_PORT_NAME (FC) or SAS ADDRESS (8 bytes); the iSCSI name, without NUL. */
-  name: Uint8Array;
-}
-
-/** One `struct prin_fulldescr`: a READ FULL STATUS descriptor. */
-export interface FullStatusDescriptor {
-  /** RESERVATION KEY (8 bytes). */
-  key: Uint8Array;
-  /** Descriptor byte 12: ALL_TG_PT (0x02), R_HOLDER (0x01). */
-  flags: number;
-  /** Descriptor byte 13: SCOPE (bits 4-7), TYPE (bits 0-3). */
-  scopeType: number;
-  relativeTargetPortId: number;
-  transportId: FullStatusTransportId;
-}
-
-/** `struct print_fulldescr_list` (READ FULL STATUS), descriptors decoded. */
-export interface PrInFullStatusResponse {
-  generation: number;
-  descriptors: FullStatusDescriptor[];
-}
-
-export type PrInLibraryResponse = PrInReadResponse | PrInCapabilitiesResponse | PrInFullStatusResponse;
-
-/** PR IN header: PRGENERATION (4) and ADDITIONAL LENGTH (4). */
-const PR_IN_HEADER_SIZE = 8;
-
-function requireUint(name: string, value: number, max: number): void {
-  if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new RangeError(`Cannot build PR IN data: ${name} ${value} is not an integer in 0..${max}`);
-  }
-}
-
 /**
  * The data-in bytes for a successful library call (QEMU multipath_pr_in): the response is
  * laid out in an 8192-byte buffer, the rest of which is zero, and the first
@@ -230,7 +132,7 @@ function requireUint(name: string, value: number, max: number): void {
  * Throws only on a programming error: an SA that is not supported, a response of the wrong
  * shape for it, or a field out of its C type's range.
  */
-export function prInResponseData(sa: number, allocationLength: number, resp: PrInLibraryResponse): Uint8Array {
+export function prInResponseData(sa: number, allocationLength: number, resp: PrinData): Uint8Array {
   requireUint('allocation length', allocationLength, Number.MAX_SAFE_INTEGER);
   if (sa === MPATH_PRIN_RFSTAT_SA && 'descriptors' in resp) return fullStatusData(allocationLength, resp);
   const buf = new Uint8Array(PR_HELPER_DATA_SIZE);
@@ -266,144 +168,11 @@ export function prInResponseData(sa: number, allocationLength: number, resp: PrI
 }
 
 // ---------------------------------------------------------------------------------------------
-// READ FULL STATUS parameter data (SPC-4 §6.15.5), rebuilt from the library's descriptors
-
-/** FC and SAS TransportIDs (format 00) are 24 bytes. */
-const FIXED_TRANSPORT_ID_SIZE = 24;
-/** iSCSI TransportID header: protocol byte, reserved, ADDITIONAL LENGTH (2). */
-const ISCSI_HEADER_SIZE = 4;
-/** A full status descriptor before its TransportID (SPC-4 §6.15.5). */
-const FULL_STATUS_DESCRIPTOR_HEADER = 24;
-/** The iSCSI name field: at least 20 bytes (SPC-4 §7.6.4.6), a multiple of 4, NUL-terminated. */
-const ISCSI_MIN_NAME_FIELD = 20;
-const ISCSI_NAME_ALIGNMENT = 4;
-/** What `struct transportid` holds of an iSCSI name. */
-const ISCSI_MAX_KEPT_NAME = 256;
-
-function requireBytes(what: string, bytes: Uint8Array, length: number): void {
-  if (bytes.length !== length) {
-    throw new RangeError(`Cannot build READ FULL STATUS data: ${what} has ${bytes.length} bytes, not ${length}`);
-  }
-}
-
-/**
- * The SPC-4 TransportID (§7.6.4) for an FC, iSCSI or SAS initiator port as the library keeps
- * it: FC and SAS are 24 bytes (N_PORT_NAME at 8-15, SAS ADDRESS at 4-11, all else zero);
- * iSCSI is 4 bytes plus the name field, which holds the name, a NUL and NUL padding to a
- * multiple of 4, and is at least 20 bytes. Throws a RangeError for anything else
- * (a programming error: the FFI layer only passes these three).
- */
-export function encodeFullStatusTransportId(id: FullStatusTransportId): Uint8Array {
-  if (!Number.isInteger(id.formatCode) || id.formatCode < 0 || id.formatCode > 3) {
-    throw new RangeError(`Cannot build a TransportID: format code ${id.formatCode} is not in 0..3`);
-  }
-  const byte0 = (id.formatCode << 6) | id.protocolId; // FORMAT CODE | PROTOCOL IDENTIFIER
-  switch (id.protocolId) {
-    case MPATH_PROTOCOL_ID_FC: {
-      requireBytes('an N_PORT_NAME', id.name, 8);
-      const t = new Uint8Array(FIXED_TRANSPORT_ID_SIZE);
-      t[0] = byte0;
-      t.set(id.name, 8); // N_PORT_NAME
-      return t;
-    }
-    case MPATH_PROTOCOL_ID_SAS: {
-      requireBytes('a SAS ADDRESS', id.name, 8);
-      const t = new Uint8Array(FIXED_TRANSPORT_ID_SIZE);
-      t[0] = byte0;
-      t.set(id.name, 4); // SAS ADDRESS
-      return t;
-    }
-    case MPATH_PROTOCOL_ID_ISCSI: {
-      if (id.name.length > ISCSI_MAX_KEPT_NAME) {
-        throw new RangeError(`Cannot build a TransportID: the iSCSI name has ${id.name.length} bytes, more than ${ISCSI_MAX_KEPT_NAME}`);
-      }
-      if (id.name.includes(0)) throw new RangeError('Cannot build a TransportID: the iSCSI name contains a NUL');
-      const field = Math.max(ISCSI_MIN_NAME_FIELD, Math.ceil((id.name.length + 1) / ISCSI_NAME_ALIGNMENT) * ISCSI_NAME_ALIGNMENT);
-      const t = new Uint8Array(ISCSI_HEADER_SIZE + field);
-      t[0] = byte0;
-      t[2] = field >> 8; // ADDITIONAL LENGTH
-      t[3] = field & 0xff;
-      t.set(id.name, ISCSI_HEADER_SIZE); // ISCSI NAME, then NUL padding
-      return t;
-    }
-    default:
-      throw new RangeError(`Cannot build a TransportID: protocol identifier ${id.protocolId} is not FC, iSCSI or SAS`);
-  }
-}
-
-/** One full status descriptor with its TransportID. */
-function encodeFullStatusDescriptor(d: FullStatusDescriptor): Uint8Array {
-  requireBytes('a RESERVATION KEY', d.key, 8);
-  requireUint('descriptor byte 12', d.flags, 0xff);
-  requireUint('SCOPE/TYPE', d.scopeType, 0xff);
-  requireUint('relative target port identifier', d.relativeTargetPortId, 0xffff);
-  const tid = encodeFullStatusTransportId(d.transportId);
-  const out = new Uint8Array(FULL_STATUS_DESCRIPTOR_HEADER + tid.length);
-  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  out.set(d.key, 0); // RESERVATION KEY; bytes 8-11 reserved
-  out[12] = d.flags; // ALL_TG_PT | R_HOLDER
-  out[13] = d.scopeType; // SCOPE | TYPE; bytes 14-17 reserved
-  dv.setUint16(18, d.relativeTargetPortId); // RELATIVE TARGET PORT IDENTIFIER
-  dv.setUint32(20, tid.length); // ADDITIONAL DESCRIPTOR LENGTH
-  out.set(tid, FULL_STATUS_DESCRIPTOR_HEADER); // TRANSPORTID
-  return out;
-}
-
-/**
- * READ FULL STATUS parameter data: PRGENERATION, ADDITIONAL LENGTH (the bytes of every
- * descriptor, whether or not they fit), then the descriptors, laid out like the other
- * service actions in an 8192-byte zero buffer and returned as its first
- * min(8192, allocationLength) bytes (spec §5.3). Throws only on a programming error.
- */
-export function fullStatusData(allocationLength: number, resp: PrInFullStatusResponse): Uint8Array {
-  requireUint('allocation length', allocationLength, Number.MAX_SAFE_INTEGER);
-  requireUint('generation', resp.generation, 0xffffffff);
-  const buf = new Uint8Array(PR_HELPER_DATA_SIZE);
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  let at = PR_IN_HEADER_SIZE;
-  for (const descriptor of resp.descriptors) {
-    const bytes = encodeFullStatusDescriptor(descriptor);
-    if (at < buf.length) buf.set(bytes.subarray(0, buf.length - at), at);
-    at += bytes.length;
-  }
-  const additionalLength = at - PR_IN_HEADER_SIZE;
-  requireUint('additional length', additionalLength, 0xffffffff);
-  dv.setUint32(0, resp.generation); // PRGENERATION
-  dv.setUint32(4, additionalLength); // ADDITIONAL LENGTH
-  return buf.slice(0, Math.min(PR_HELPER_DATA_SIZE, allocationLength));
-}
-
-// ---------------------------------------------------------------------------------------------
 // PR OUT (spec §5.4)
 
-/** One `struct transportid` as the library gets it. */
-export interface TransportId {
-  /** byte 0 & 0xC0 */
-  formatCode: number;
-  /** byte 0 & 0x0F */
-  protocolId: number;
-  /**
-   * The union's bytes: n_port_name (8, FC), sas_address (8, SAS), or for iSCSI the
-   * TransportID's 2 ADDITIONAL LENGTH bytes followed by the name (n + 2 bytes), as QEMU
-   * copies them into iscsi_name.
-   */
-  name: Uint8Array;
-}
-
-/** `struct prout_param_descriptor` minus the library's private storage. */
-export interface PrOutDescriptor {
-  key: Uint8Array;
-  saKey: Uint8Array;
-  saFlags: number;
-  transportIds: TransportId[];
-}
-
-export interface PrOutCall {
+export interface PrOutCall extends PrOutArguments {
   kind: 'call';
   sa: MpathPrOutServiceAction;
-  scope: number;
-  type: number;
-  descriptor: PrOutDescriptor;
 }
 
 /** Basic PR OUT parameter list (QEMU PR_OUT_FIXED_PARAM_SIZE). */
@@ -421,15 +190,15 @@ const FORMAT_CODE_MASK = 0xc0;
 const PROTOCOL_ID_MASK = 0x0f;
 
 /** One TransportID at `i`; null if it is malformed or does not fit before `end`. */
-function parseTransportId(p: Uint8Array, i: number, end: number): { id: TransportId; size: number } | null {
+function parseTransportId(p: Uint8Array, i: number, end: number): { id: MpathTransportId; size: number } | null {
   const b = p[i] ?? 0;
   const header = { formatCode: b & FORMAT_CODE_MASK, protocolId: b & PROTOCOL_ID_MASK };
   switch (b & TRANSPORT_ID_DISPATCH_MASK) {
-    case MPATH_WWUI_DEVICE_NAME | MPATH_PROTOCOL_ID_FC: // FC, format 00
+    case MPATH_WWUI_DEVICE_NAME | TransportProtocol.FCP: // FC, format 00
       if (i + FIXED_TRANSPORT_ID_SIZE > end) return null;
       return { id: { ...header, name: p.slice(i + 8, i + 16) }, size: FIXED_TRANSPORT_ID_SIZE }; // N_PORT_NAME
-    case MPATH_WWUI_DEVICE_NAME | MPATH_PROTOCOL_ID_ISCSI: // iSCSI, format 00 (name)
-    case MPATH_WWUI_PORT_IDENTIFIER | MPATH_PROTOCOL_ID_ISCSI: { // iSCSI, format 01 (name + ISID)
+    case MPATH_WWUI_DEVICE_NAME | TransportProtocol.ISCSI: // iSCSI, format 00 (name)
+    case MPATH_WWUI_PORT_IDENTIFIER | TransportProtocol.ISCSI: { // iSCSI, format 01 (name + ISID)
       if (i + ISCSI_HEADER_SIZE > end) return null;
       const n = ((p[i + 2] ?? 0) << 8) | (p[i + 3] ?? 0); // ADDITIONAL LENGTH
       if (n > ISCSI_MAX_NAME_LENGTH || n % 4 !== 0 || i + ISCSI_HEADER_SIZE + n > end) return null;
@@ -437,7 +206,7 @@ function parseTransportId(p: Uint8Array, i: number, end: number): { id: Transpor
       if (!p.subarray(i + ISCSI_HEADER_SIZE, i + ISCSI_HEADER_SIZE + n).includes(0)) return null;
       return { id: { ...header, name: p.slice(i + 2, i + ISCSI_HEADER_SIZE + n) }, size: ISCSI_HEADER_SIZE + n };
     }
-    case MPATH_WWUI_DEVICE_NAME | MPATH_PROTOCOL_ID_SAS: // SAS, format 00
+    case MPATH_WWUI_DEVICE_NAME | TransportProtocol.SAS: // SAS, format 00
       if (i + FIXED_TRANSPORT_ID_SIZE > end) return null;
       return { id: { ...header, name: p.slice(i + 4, i + 12) }, size: FIXED_TRANSPORT_ID_SIZE }; // SAS ADDRESS
     default: // other protocols, FC/SAS with format ≠ 00, format codes 10b/11b
@@ -465,7 +234,7 @@ export function parsePrOutParameters(cdb: Uint8Array, params: Uint8Array): PrOut
   const scope = (cdb[2] ?? 0) >> 4; // SCOPE
   const type = (cdb[2] ?? 0) & 0x0f; // TYPE
 
-  const descriptor: PrOutDescriptor = {
+  const descriptor: ProutParamDescriptor = {
     key: params.slice(0, 8), // RESERVATION KEY
     saKey: params.slice(8, 16), // SERVICE ACTION RESERVATION KEY
     saFlags: params[20] ?? 0, // SPEC_I_PT | ALL_TG_PT | APTPL; bytes 16-19 and 21-23 ignored

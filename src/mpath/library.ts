@@ -1,0 +1,140 @@
+/**
+ * libmpathpersist on its own thread (thread-main.ts): typed requests in, return codes and
+ * typed responses out, plus where the library is and which ABI it has. The descriptor bytes
+ * are exactly what the library structures hold (spec §5.3-5.4); translation to and from SCSI
+ * is translation.ts and full-status.ts.
+ */
+import { Worker } from 'node:worker_threads';
+import { existsSync, readFileSync } from 'node:fs';
+import { MPATH_PRIN_RCAP_SA } from './abi.js';
+import type { MpathReply, MpathRequest, PrOutArguments, PrinResponse } from './types.js';
+
+/**
+ * `struct prin_resp` as the library left it for READ KEYS, READ RESERVATION or REPORT
+ * CAPABILITIES (READ FULL STATUS is decoded on the multipath thread: full-status.ts).
+ */
+export function decodePrinResponse(bytes: Uint8Array, sa: number): PrinResponse {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (sa === MPATH_PRIN_RCAP_SA) {
+    return {
+      kind: 'capabilities', length: view.getUint16(0, true), flags0: bytes[2] ?? 0, flags1: bytes[3] ?? 0,
+      typeMask: view.getUint16(4, true),
+    };
+  }
+  // prin_readdescr / prin_resvdescr: generation, additional_length, then the SPC bytes.
+  return { kind: 'list', generation: view.getUint32(0, true), additionalLength: view.getUint32(4, true), body: bytes.subarray(8) };
+}
+
+/** Where distributions install the library (the soname alone would also search ld.so.cache). */
+const LIBRARY_DIRECTORIES = [
+  '/lib', '/usr/lib', '/lib64', '/usr/lib64', '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu',
+  '/lib/aarch64-linux-gnu', '/usr/lib/aarch64-linux-gnu',
+];
+export const MPATH_LIBRARY_SONAME = 'libmpathpersist.so.0';
+
+/** The library file to load, or null when it is not installed. `override` wins (tests). */
+export function findMpathLibrary(override: string | undefined): string | null {
+  if (override !== undefined) return existsSync(override) ? override : null;
+  for (const dir of LIBRARY_DIRECTORIES) {
+    const path = `${dir}/${MPATH_LIBRARY_SONAME}`;
+    if (existsSync(path)) return path;
+  }
+  return null;
+}
+
+/**
+ * The library's ABI version, from its ELF symbol versions (LIBMPATHPERSIST_x.y.z; 2.1.0 in
+ * multipath-tools 0.9.4), or null when unreadable. The library has no version call.
+ */
+export function mpathLibraryAbi(path: string): string | null {
+  try {
+    const text = readFileSync(path).toString('latin1');
+    const versions = [...text.matchAll(/LIBMPATHPERSIST_(\d+)\.(\d+)\.(\d+)/g)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3])]);
+    versions.sort((a, b) => ((a[0] ?? 0) - (b[0] ?? 0)) || ((a[1] ?? 0) - (b[1] ?? 0)) || ((a[2] ?? 0) - (b[2] ?? 0)));
+    const last = versions.at(-1);
+    return last ? `LIBMPATHPERSIST_${last.join('.')}` : null;
+  } catch {
+    return null;
+  }
+}
+
+const WORKER_URL = new URL('./thread-main.js', import.meta.url);
+
+type Pending = (reply: MpathReply) => void;
+
+export class MpathLibrary {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.on('message', (message: { type: string; reply?: MpathReply }) => {
+      if (message.type !== 'reply' || !message.reply) return;
+      const done = this.#pending.get(message.reply.id);
+      this.#pending.delete(message.reply.id);
+      done?.(message.reply);
+    });
+    worker.on('exit', () => {
+      // The thread died: every waiting request gets the library's "other error".
+      for (const [id, done] of this.#pending) done({ id, code: -1, response: null });
+      this.#pending.clear();
+    });
+  }
+
+  /** Starts the thread and initialises the library; rejects with the reason it cannot. */
+  /** `logToSyslog`: send the library's own messages to syslog (stderr is the journal). */
+  static open(path: string, logToSyslog = false): Promise<MpathLibrary> {
+    const worker = new Worker(WORKER_URL, { workerData: { path, logToSyslog }, stdout: false, stderr: false });
+    return new Promise((resolve, reject) => {
+      const onExit = (): void => reject(new Error('the multipath thread exited during start-up'));
+      worker.once('exit', onExit);
+      worker.once('error', (error) => reject(error));
+      worker.once('message', (message: { type: string; message?: string }) => {
+        worker.off('exit', onExit);
+        if (message.type === 'ready') {
+          worker.unref();
+          resolve(new MpathLibrary(worker));
+        } else {
+          reject(new Error(message.message ?? 'initialisation failed'));
+          void worker.terminate();
+        }
+      });
+    });
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  #call(request: MpathRequest): Promise<MpathReply> {
+    return new Promise((resolve) => {
+      this.#pending.set(request.id, resolve);
+      this.#worker.postMessage(request);
+    });
+  }
+
+  async reserveIn(fd: number, sa: number, noisy: number, verbose: number): Promise<{ code: number; response: PrinResponse | null }> {
+    const reply = await this.#call({ id: this.#nextId++, op: 'in', fd, sa, noisy, verbose });
+    if (reply.fullStatus) return { code: reply.code, response: reply.fullStatus };
+    return { code: reply.code, response: reply.response ? decodePrinResponse(reply.response, sa) : null };
+  }
+
+  async reserveOut(fd: number, call: PrOutArguments, noisy: number, verbose: number): Promise<number> {
+    const reply = await this.#call({ id: this.#nextId++, op: 'out', fd, ...call, noisy, verbose });
+    return reply.code;
+  }
+
+  /**
+   * Sends commands to multipathd one by one (spec §5.6), stopping at the first whose reply
+   * is not "ok". Resolves with null on success, else the failure in words.
+   */
+  async multipathd(commands: string[], timeoutMs: number): Promise<string | null> {
+    const reply = await this.#call({ id: this.#nextId++, op: 'multipathd', commands, timeoutMs });
+    return reply.code === 0 ? null : reply.failure ?? 'the multipath thread ended';
+  }
+
+  close(): void {
+    void this.#worker.terminate();
+  }
+}
