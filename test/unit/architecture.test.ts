@@ -65,3 +65,12 @@ test('only the sys layer deals in errno numbers and pointers', () => {
     .map((f) => f.rel);
   assert.deepEqual(bad, []);
 });
+
+test('src/sys imports nothing above it but the pure multipath ABI (struct layouts and their values)', () => {
+  const allowed = new Set(['../mpath/abi.js', '../mpath/types.js']);
+  const bad = files
+    .filter((f) => f.rel.startsWith('src/sys/'))
+    .flatMap((f) => [...f.text.matchAll(/from '([^']+)'/g)].map((m) => [f.rel, m[1] ?? ''] as const))
+    .filter(([, spec]) => spec.startsWith('..') && !allowed.has(spec));
+  assert.deepEqual(bad, []);
+});
