@@ -70,7 +70,7 @@ test('src/sys imports nothing above it but the pure multipath ABI (struct layout
   const allowed = new Set(['../mpath/abi.js', '../mpath/types.js']);
   const bad = files
     .filter((f) => f.rel.startsWith('src/sys/'))
-    .flatMap((f) => [...f.text.matchAll(/from '([^']+)'/g)].map((m) => [f.rel, m[1] ?? ''] as const))
+    .flatMap((f) => [...f.text.matchAll(/(?:from|import)\s*\(?'([^']+)'/g)].map((m) => [f.rel, m[1] ?? ''] as const))
     .filter(([, spec]) => spec.startsWith('..') && !allowed.has(spec));
   assert.deepEqual(bad, []);
 });
