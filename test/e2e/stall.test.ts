@@ -30,6 +30,7 @@ import { promisify } from 'node:util';
 import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
+import { percentile } from '../support/stats.js';
 import { E2E, skipReason, log } from './lib/env.js';
 import { HangingDevice, SDEBUG, inSgIo, sh, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
@@ -62,9 +63,6 @@ async function ask(client: PrClient, fd: number, cdb: Uint8Array): Promise<Respo
 }
 
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-}
 
 
 

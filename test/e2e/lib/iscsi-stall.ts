@@ -7,6 +7,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { percentile } from '../../support/stats.js';
 import { errorText, sh, sleep } from './slow-device.js';
 
 const run = promisify(execFile);
@@ -334,14 +335,9 @@ export function deviceFds(pid: number): string[] {
   return out;
 }
 
-export function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-}
-
 export function stats(lat: number[]): { median: number; p90: number; max: number; text: string } {
-  const s = [...lat].sort((a, b) => a - b);
-  const median = percentile(s, 0.5);
-  const p90 = percentile(s, 0.9);
-  const max = s[s.length - 1] ?? NaN;
+  const median = percentile(lat, 0.5);
+  const p90 = percentile(lat, 0.9);
+  const max = percentile(lat, 1);
   return { median, p90, max, text: `median ${median.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms, max ${max.toFixed(1)} ms (all: ${lat.map((l) => l.toFixed(1)).join(' ')})` };
 }
