@@ -8,10 +8,11 @@
  * Needs a C compiler (cc) for the load generator, and /usr/bin/qemu-pr-helper.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BENCH_RETRY_MS, OUR_HELPER, REFERENCE_HELPER, REPO_ROOT, startHelper, type ReadyHelper } from '../test/support/launcher.js';
+import { cpuSeconds, rssMb, threadCount } from '../test/support/proc.js';
 import { median } from '../test/support/stats.js';
 
 const { values } = parseArgs({
@@ -44,17 +45,6 @@ async function stop(h: ReadyHelper): Promise<void> {
   h.cleanup();
 }
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0) / 1024;
-}
-
-/** Total RSS of the process; threads share it. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks at 100 Hz
-}
-
 interface Load {
   rps: number;
   p50_us: number;
@@ -85,7 +75,7 @@ async function round(binary: string): Promise<Sample> {
     sample[`CPU s/100k req, ${tag}`] = r.cpuPer100k;
   }
   sample[`RSS after ${Math.max(...CONNECTIONS)}-conn load (MB)`] = rssMb(h.pid);
-  sample['threads after load'] = Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1] ?? 0);
+  sample['threads after load'] = threadCount(h.pid);
   await stop(h);
   return sample;
 }

@@ -19,7 +19,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { PrClient } from '../test/support/client.js';
 import { prInCdb } from '../test/support/builders.js';
-import { BENCH_RETRY_MS, OUR_HELPER, REFERENCE_HELPER, connectWhenReady, spawnHelper, tempDir, waitFor } from '../test/support/launcher.js';
+import {
+  BENCH_RETRY_MS, OUR_HELPER, REFERENCE_HELPER, connectWhenReady, spawnHelper, tempDir, waitFor, within,
+} from '../test/support/launcher.js';
 import { median } from '../test/support/stats.js';
 import { readThreadCredentials } from '../src/privileges/verify.js';
 import { type ThreadCredentials } from '../src/privileges/thread-status.js';
@@ -52,15 +54,6 @@ const MODES: Mode[] = [
   { key: 'c', title: 'non-root: setpriv uid/gid 65534, ambient sys_rawio', daemon: false, command: (h, s) => ['setpriv', [...SETPRIV, h, '-k', s]] },
   { key: 'd', title: 'root, -d -f PIDFILE', daemon: true, command: (h, s, p) => [h, ['-d', '-f', p, '-k', s]] },
 ];
-
-/** Resolves when `p` does or after `ms`, whichever is first, leaving no timer behind. */
-async function within(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise((r) => {
-    timer = setTimeout(r, ms);
-  })]);
-  clearTimeout(timer);
-}
 
 /** One thread's columns, as printed; the main thread (tid = pid) is marked. */
 function row(t: ThreadCredentials, pid: number): string[] {

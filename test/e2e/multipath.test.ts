@@ -24,7 +24,7 @@ import assert from 'node:assert/strict';
 import { closeSync, constants, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { PrClient } from '../support/client.js';
 import { prInCdb, prOutParams, type Response } from '../support/builders.js';
-import { startHelper, type Helper } from '../support/launcher.js';
+import { startHelper, stopWithin, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, resetDisk, drainUnitAttentions, log } from './lib/env.js';
 import { DirectSgIo } from './lib/sgio.js';
 import {
@@ -63,10 +63,8 @@ function expectCheck(r: Response, want: [number, number, number], what: string):
 
 async function stopHelper(h: Helper | null): Promise<void> {
   if (h === null) return;
-  const code = await Promise.race([h.stop('SIGTERM'), sleep(10_000).then(() => 'timeout')]);
-  if (code === 'timeout') h.child.kill('SIGKILL');
+  const code = await stopWithin(h, 10_000);
   const err = h.stderr().trim();
-  h.cleanup();
   log(`multipath: helper ${h.socketPath} exited ${code}${err ? `; stderr: ${err.split('\n').slice(-12).join(' | ')}` : ''}`);
 }
 

@@ -218,6 +218,29 @@ export async function startHelper(opts: StartOptions = {}, everyMs?: number): Pr
   return Object.assign(helper, { startupMs: Number(ready.at - helper.spawnedAt) / 1e6 });
 }
 
+/** What `p` resolves to, or 'timeout' after `ms`, whichever comes first (leaving no timer behind). */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Stops a helper with SIGTERM, kills it if it still runs after `timeoutMs`, and removes its
+ * directory. Resolves with its exit status, or 'timeout' when it had to be killed.
+ */
+export async function stopWithin(helper: Helper, timeoutMs: number): Promise<number | string> {
+  const status = await within(helper.stop('SIGTERM'), timeoutMs);
+  helper.cleanup();
+  return status;
+}
+
 export function hasReferenceHelper(): boolean {
   return existsSync(REFERENCE_HELPER);
 }

@@ -7,6 +7,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { cpuTicks } from '../../support/proc.js';
 import { percentile } from '../../support/stats.js';
 import { errorText, sh, sleep } from './slow-device.js';
 
@@ -289,16 +290,6 @@ export function kernelLogSince(mark: number): string[] {
 // ---------------------------------------------------------------------------------------
 // the helper process
 
-export function threads(pid: number): number {
-  return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-}
-
-/** utime + stime of the whole process, in clock ticks. */
-export function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11] ?? 0) + Number(f[12] ?? 0);
-}
 
 /**
  * Waits until the process uses less than `maxShare` of a CPU over `windowMs` (a new SG_IO
