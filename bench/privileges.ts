@@ -22,6 +22,7 @@ import { prInCdb } from '../test/support/builders.js';
 import {
   BENCH_RETRY_MS, OUR_HELPER, REFERENCE_HELPER, connectWhenReady, spawnHelper, tempDir, waitFor, within,
 } from '../test/support/launcher.js';
+import { nonChildExit } from '../test/support/proc.js';
 import { median } from '../test/support/stats.js';
 import { readThreadCredentials } from '../src/privileges/verify.js';
 import { type ThreadCredentials } from '../src/privileges/thread-status.js';
@@ -89,21 +90,6 @@ interface Run {
 /** 'exit N' for an exit code, else the signal's name (Helper.exited's value). */
 function describeExit(status: number | string): string {
   return typeof status === 'number' ? `exit ${status}` : status;
-}
-
-/** How a process that is not our child ended: gone, or a zombie whose status /proc still shows. */
-function nonChildExit(pid: number): string | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return 'exited (reaped by init)';
-  }
-  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-  if (fields[0] !== 'Z' && fields[0] !== 'X') return null;
-  const status = Number(fields[49]); // field 52, exit_code, in waitpid(2) form
-  if (!Number.isInteger(status)) return 'exited (zombie)';
-  return (status & 0x7f) === 0 ? `exit ${(status >> 8) & 0xff}` : `signal ${status & 0x7f}`;
 }
 
 /** The daemon's pid, once the pid file names a running process. */

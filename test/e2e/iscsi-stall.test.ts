@@ -51,9 +51,9 @@ import assert from 'node:assert/strict';
 import { closeSync, constants, openSync, rmSync } from 'node:fs';
 import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
-import { startHelper, stopWithin, type Helper } from '../support/launcher.js';
+import { startHelper, type Helper } from '../support/launcher.js';
 import { interpretSgIo } from '../../src/scsi/sgio-status.js';
-import { E2E, drainUnitAttentions, skipReason, log } from './lib/env.js';
+import { E2E, drainUnitAttentions, skipReason, log, stopLogged } from './lib/env.js';
 import { DirectSgIo } from './lib/sgio.js';
 import { inSgIo, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
@@ -395,10 +395,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
 
     for (const c of clients.splice(0)) c.close();
     helper = null;
-    const t1 = performance.now();
-    const code = await stopWithin(h, 15_000);
-    const stderr = h.stderr().trim();
-    log(`helper stopped with ${code} in ${(performance.now() - t1).toFixed(0)} ms${stderr ? `; stderr: ${stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+    const code = await stopLogged(h, 15_000);
     assert.equal(code, 0, 'helper exit status after SIGTERM');
   });
 });

@@ -29,10 +29,10 @@ import { closeSync, constants, existsSync, openSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
-import { startHelper, stopWithin, type Helper } from '../support/launcher.js';
+import { startHelper, type Helper } from '../support/launcher.js';
 import { threadCount } from '../support/proc.js';
 import { percentile } from '../support/stats.js';
-import { E2E, skipReason, log } from './lib/env.js';
+import { E2E, skipReason, log, stopLogged } from './lib/env.js';
 import { HangingDevice, SDEBUG, inSgIo, sh, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
 
@@ -201,10 +201,7 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
     for (const c of clients.splice(0)) c.close();
     const h = helper;
     helper = null;
-    const t1 = performance.now();
-    const code = await stopWithin(h, 10_000);
-    const stderr = h.stderr().trim();
-    log(`helper stopped with ${code} in ${(performance.now() - t1).toFixed(0)} ms${stderr ? `; stderr: ${stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+    const code = await stopLogged(h, 10_000);
     assert.equal(code, 0, 'helper exit status after SIGTERM');
   });
 });

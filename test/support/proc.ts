@@ -28,3 +28,21 @@ export function cpuTicks(pid: number): number {
 export function cpuSeconds(pid: number): number {
   return cpuTicks(pid) / 100;
 }
+
+/**
+ * How a process that is not our child ended, or null while it runs: a zombie's status as
+ * /proc still shows it, or gone altogether (reaped by init).
+ */
+export function nonChildExit(pid: number): string | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return 'exited (reaped by init)';
+  }
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  if (fields[0] !== 'Z' && fields[0] !== 'X') return null;
+  const status = Number(fields[49]); // field 52, exit_code, in waitpid(2) form
+  if (!Number.isInteger(status)) return 'exited (zombie)';
+  return (status & 0x7f) === 0 ? `exit ${(status >> 8) & 0xff}` : `signal ${status & 0x7f}`;
+}
