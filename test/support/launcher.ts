@@ -102,6 +102,7 @@ export async function waitFor<T>(probe: () => T | null | Promise<T | null>, time
   }
 }
 
+/** Waits until `cond` holds, checking it as waitFor does; throws after `timeoutMs`. */
 export async function pollUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   if (await waitFor(async () => ((await cond()) ? true : null), timeoutMs) === null) {
     throw new Error(`Timed out waiting for ${what}`);
