@@ -32,8 +32,8 @@ const loadgen = join(REPO_ROOT, 'dist', 'bench', 'loadgen');
 execFileSync('cc', ['-O2', '-o', loadgen, join(REPO_ROOT, 'bench', 'loadgen.c')], { stdio: 'inherit' });
 
 /**
- * Spawns a helper and times spawn → first completed handshake (hrtime; a connect attempt
- * every BENCH_RETRY_MS until it listens).
+ * Spawns a helper and times spawn → first completed handshake (hrtime; connect retried
+ * after BENCH_RETRY_MS sleeps until it listens: about 0.2 ms resolution).
  */
 function start(binary: string): Promise<ReadyHelper> {
   return startHelper({ binary }, BENCH_RETRY_MS);

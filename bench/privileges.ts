@@ -263,7 +263,7 @@ async function main(): Promise<void> {
   out.push('');
   out.push('### Start-up to accept (ms, median (min–max))');
   out.push('');
-  out.push(`From spawn until connect() succeeds and the 4 handshake bytes arrive (a connect attempt every ${BENCH_RETRY_MS} ms). ` +
+  out.push(`From spawn until connect() succeeds and the 4 handshake bytes arrive (connect retried after ${BENCH_RETRY_MS} ms sleeps: about 0.2 ms resolution). ` +
     'In daemon mode also until the launching process exits (ours: once the daemon accepts; C: at once).');
   out.push('');
   const timingRows: string[][] = [];

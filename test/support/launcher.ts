@@ -64,8 +64,9 @@ export function tempDir(prefix = 'prh-'): string {
 const FIRST_RETRY_MS = 1;
 const MAX_RETRY_MS = 16;
 /**
- * The benchmarks' retry time, and so their timing resolution: a connect attempt every
- * 0.1 ms while the helper starts.
+ * The benchmarks' sleep between connect attempts while a helper starts, which sets their
+ * timing resolution: with the kernel's timer slack, attempts come about 0.2 ms apart (about
+ * a quarter of one core while waiting, where a spin takes all of it).
  */
 export const BENCH_RETRY_MS = 0.1;
 
