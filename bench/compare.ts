@@ -7,12 +7,13 @@
  * (1-connection runs send --requests requests, others twice that.)
  * Needs a C compiler (cc) for the load generator, and /usr/bin/qemu-pr-helper.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PrClient } from '../test/support/client.js';
-import { OUR_HELPER, REFERENCE_HELPER, REPO_ROOT, tempDir } from '../test/support/launcher.js';
+import { BENCH_RETRY_MS, OUR_HELPER, REFERENCE_HELPER, REPO_ROOT, startHelper, type ReadyHelper } from '../test/support/launcher.js';
+import { cpuSeconds, rssMb, threadCount } from '../test/support/proc.js';
+import { median } from '../test/support/stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,52 +31,18 @@ const STARTUPS = Number(values.startups);
 const loadgen = join(REPO_ROOT, 'dist', 'bench', 'loadgen');
 execFileSync('cc', ['-O2', '-o', loadgen, join(REPO_ROOT, 'bench', 'loadgen.c')], { stdio: 'inherit' });
 
-interface Started {
-  pid: number;
-  socket: string;
-  startupMs: number;
-  stop(): Promise<void>;
+/**
+ * Spawns a helper and times spawn → first completed handshake (hrtime; connect retried
+ * after BENCH_RETRY_MS sleeps until it listens: about 0.2 ms resolution).
+ */
+function start(binary: string): Promise<ReadyHelper> {
+  return startHelper({ binary }, BENCH_RETRY_MS);
 }
 
-/** Spawns a helper and times exec → first completed handshake. */
-async function start(binary: string): Promise<Started> {
-  const socket = join(tempDir('prh-bench-'), 'b.sock');
-  const t0 = process.hrtime.bigint();
-  const child = spawn(binary, ['-k', socket], { stdio: ['ignore', 'ignore', 'inherit'] });
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${binary} exited with ${child.exitCode}`);
-    if (existsSync(socket)) {
-      try {
-        const c = await PrClient.connect(socket);
-        c.close();
-        break;
-      } catch {
-        // not accepting yet
-      }
-    }
-    await new Promise((r) => setImmediate(r));
-  }
-  const startupMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  return {
-    pid: child.pid ?? -1,
-    socket,
-    startupMs,
-    stop: () => new Promise((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    }),
-  };
-}
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0) / 1024;
-}
-
-/** Total RSS of the process; threads share it. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks at 100 Hz
+/** Stops a helper with SIGTERM, waits for its exit and removes its temporary directory. */
+async function stop(h: ReadyHelper): Promise<void> {
+  await h.stop();
+  h.cleanup();
 }
 
 interface Load {
@@ -100,7 +67,7 @@ async function round(binary: string): Promise<Sample> {
   const h = await start(binary);
   const sample: Sample = { 'startup to accept (ms)': h.startupMs, 'RSS idle (MB)': rssMb(h.pid) };
   for (const n of CONNECTIONS) {
-    const r = load(h.pid, h.socket, n, n === 1 ? REQUESTS : REQUESTS * 2);
+    const r = load(h.pid, h.socketPath, n, n === 1 ? REQUESTS : REQUESTS * 2);
     const tag = n === 1 ? '1 conn' : `${n} conns`;
     sample[`req/s, ${tag}`] = r.rps;
     sample[`p50 µs, ${tag}`] = r.p50_us;
@@ -108,15 +75,9 @@ async function round(binary: string): Promise<Sample> {
     sample[`CPU s/100k req, ${tag}`] = r.cpuPer100k;
   }
   sample[`RSS after ${Math.max(...CONNECTIONS)}-conn load (MB)`] = rssMb(h.pid);
-  sample['threads after load'] = Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1] ?? 0);
-  await h.stop();
+  sample['threads after load'] = threadCount(h.pid);
+  await stop(h);
   return sample;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 }
 
 async function main(): Promise<void> {
@@ -135,7 +96,7 @@ async function main(): Promise<void> {
     for (const name of i % 2 === 0 ? (['C', 'ours'] as const) : (['ours', 'C'] as const)) {
       const h = await start(helpers[name]);
       startups[name]?.push(h.startupMs);
-      await h.stop();
+      await stop(h);
     }
   }
   const keys = Object.keys(samples.ours?.[0] ?? {});

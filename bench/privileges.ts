@@ -14,13 +14,16 @@
  * usage: npm run bench:privileges [-- --rounds N]   (as root; needs /usr/bin/qemu-pr-helper
  * and setpriv from util-linux)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PrClient } from '../test/support/client.js';
+import type { PrClient } from '../test/support/client.js';
 import { prInCdb } from '../test/support/builders.js';
-import { OUR_HELPER, REFERENCE_HELPER, tempDir } from '../test/support/launcher.js';
+import {
+  BENCH_RETRY_MS, OUR_HELPER, REFERENCE_HELPER, connectWhenReady, spawnHelper, tempDir, waitFor, within,
+} from '../test/support/launcher.js';
+import { nonChildExit } from '../test/support/proc.js';
+import { median } from '../test/support/stats.js';
 import { readThreadCredentials } from '../src/privileges/verify.js';
 import { type ThreadCredentials } from '../src/privileges/thread-status.js';
 import { capabilitiesIn, capabilityName } from '../src/privileges/capabilities.js';
@@ -53,17 +56,6 @@ const MODES: Mode[] = [
   { key: 'd', title: 'root, -d -f PIDFILE', daemon: true, command: (h, s, p) => [h, ['-d', '-f', p, '-k', s]] },
 ];
 
-const sleep1 = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
-/** Resolves when `p` does or after `ms`, whichever is first, leaving no timer behind. */
-async function within(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise((r) => {
-    timer = setTimeout(r, ms);
-  })]);
-  clearTimeout(timer);
-}
-const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
-
 /** One thread's columns, as printed; the main thread (tid = pid) is marked. */
 function row(t: ThreadCredentials, pid: number): string[] {
   const ids = (list: readonly number[]): string => (list.every((x) => x === list[0]) ? String(list[0]) : list.join('/'));
@@ -95,41 +87,18 @@ interface Run {
   failedAfterMs: number | null;
 }
 
-function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
-  return signal !== null ? signal : `exit ${code ?? '?'}`;
+/** 'exit N' for an exit code, else the signal's name (Helper.exited's value). */
+function describeExit(status: number | string): string {
+  return typeof status === 'number' ? `exit ${status}` : status;
 }
 
-/** Waits for a process that is not our child: gone, or a zombie whose status /proc still shows. */
-async function waitNonChild(pid: number, timeoutMs: number): Promise<string | null> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      return 'exited (reaped by init)';
-    }
-    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-    if (fields[0] === 'Z' || fields[0] === 'X') {
-      const status = Number(fields[49]); // field 52, exit_code, in waitpid(2) form
-      if (!Number.isInteger(status)) return 'exited (zombie)';
-      return (status & 0x7f) === 0 ? `exit ${(status >> 8) & 0xff}` : `signal ${status & 0x7f}`;
-    }
-    if (Date.now() > deadline) return null;
-    await sleep1();
-  }
-}
-
-async function readPidFile(path: string, deadline: number): Promise<number | null> {
-  for (;;) {
-    try {
-      const m = /^(\d+)\n?$/.exec(readFileSync(path, 'utf8'));
-      if (m && existsSync(`/proc/${m[1]}`)) return Number(m[1]);
-    } catch {
-      // not written yet
-    }
-    if (Date.now() > deadline) return null;
-    await sleep1();
+/** The daemon's pid, once the pid file names a running process. */
+function pidFromFile(path: string): number | null {
+  try {
+    const m = /^(\d+)\n?$/.exec(readFileSync(path, 'utf8'));
+    return m && existsSync(`/proc/${m[1]}`) ? Number(m[1]) : null;
+  } catch {
+    return null; // not written yet
   }
 }
 
@@ -141,59 +110,42 @@ async function runOnce(name: HelperName, mode: Mode, devNull: number): Promise<R
   const [cmd, args] = mode.command(HELPERS[name], sock, pidfile);
   const generic = (text: string): string => text.split(dir).join('$DIR');
   const run: Run = { ok: false, acceptMs: null, launcherExitMs: null, launcherExit: null, exit: '?', stderr: '', snapshot: null, failure: null, failedAfterMs: null };
+  const helper = spawnHelper({ binary: cmd, args, socketPath: sock });
+  const msSinceSpawn = (t: bigint): number => Number(t - helper.spawnedAt) / 1e6;
+  const stderrClosed = new Promise((resolve) => helper.child.stderr?.once('close', resolve).once('error', resolve));
   let childExit: string | null = null;
-  let childExitMs: number | null = null;
-  const t0 = process.hrtime.bigint();
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    run.stderr = (run.stderr + d).slice(-8192);
+  void helper.exited.then((status) => {
+    childExit = describeExit(status);
   });
-  const stderrClosed = new Promise((resolve) => child.stderr?.once('close', resolve).once('error', resolve));
-  const childGone = new Promise<void>((resolve) => {
-    child.on('exit', (code, signal) => {
-      childExitMs = msSince(t0);
-      childExit = describeExit(code, signal);
-      resolve();
-    });
-  });
-  const deadline = Date.now() + START_TIMEOUT_MS;
+  const childExitMs = (): number | null => (helper.exitedAt === null ? null : msSinceSpawn(helper.exitedAt));
   let client: PrClient | null = null;
   try {
-    // Readiness: connect() succeeds and the helper's 4-byte feature word arrives.
-    while (client === null) {
-      if (childExit !== null && (!mode.daemon || childExit !== 'exit 0')) {
-        await within(stderrClosed, 1000);
-        run.exit = childExit;
-        run.failure = childExit;
-        run.failedAfterMs = childExitMs;
-        return run;
-      }
-      if (Date.now() > deadline) {
-        run.failure = `no handshake within ${START_TIMEOUT_MS} ms`;
-        break;
-      }
-      let c: PrClient;
-      try {
-        c = PrClient.open(sock);
-      } catch {
-        await sleep1();
-        continue;
-      }
-      try {
-        await c.handshake(0, Math.max(1, deadline - Date.now()));
-        run.acceptMs = msSince(t0);
-        client = c;
-      } catch {
-        c.close(); // accepted by the kernel, then closed: the helper is failing or restarting
-        await sleep1();
-      }
+    // Readiness: connect() succeeds and the helper's 4-byte feature word arrives. In daemon
+    // mode the launching process exits 0 on its way.
+    const ready = await connectWhenReady(sock, {
+      gone: () => childExit !== null && (!mode.daemon || childExit !== 'exit 0'),
+      timeoutMs: START_TIMEOUT_MS,
+      everyMs: BENCH_RETRY_MS,
+    });
+    if (ready.kind === 'gone') {
+      await within(stderrClosed, 1000);
+      run.exit = childExit ?? '?';
+      run.failure = childExit;
+      run.failedAfterMs = childExitMs();
+      return run;
     }
-    let pid = child.pid ?? -1;
+    if (ready.kind === 'timeout') {
+      run.failure = `no handshake within ${START_TIMEOUT_MS} ms`;
+    } else {
+      run.acceptMs = msSinceSpawn(ready.at);
+      client = ready.client;
+    }
+    let pid = helper.pid;
     if (mode.daemon) {
-      await within(childGone, START_TIMEOUT_MS);
+      await within(helper.exited, START_TIMEOUT_MS);
       run.launcherExit = childExit ?? 'still running';
-      run.launcherExitMs = childExitMs;
-      const daemonPid = await readPidFile(pidfile, Date.now() + START_TIMEOUT_MS);
+      run.launcherExitMs = childExitMs();
+      const daemonPid = await waitFor(() => pidFromFile(pidfile), START_TIMEOUT_MS);
       if (daemonPid === null) {
         run.failure = (run.failure ? `${run.failure}; ` : '') + 'no daemon pid in the pid file';
         return run;
@@ -212,9 +164,9 @@ async function runOnce(name: HelperName, mode: Mode, devNull: number): Promise<R
     process.kill(pid, 'SIGTERM');
     let exit: string | null;
     if (mode.daemon) {
-      exit = await waitNonChild(pid, STOP_TIMEOUT_MS);
+      exit = await waitFor(() => nonChildExit(pid), STOP_TIMEOUT_MS);
     } else {
-      await within(childGone, STOP_TIMEOUT_MS);
+      await within(helper.exited, STOP_TIMEOUT_MS);
       exit = childExit;
     }
     if (exit === null) {
@@ -227,16 +179,10 @@ async function runOnce(name: HelperName, mode: Mode, devNull: number): Promise<R
     return run;
   } finally {
     client?.close();
-    if (childExit === null && !mode.daemon) child.kill('SIGKILL');
+    helper.cleanup(); // kills our child if it still runs (a daemon was stopped above)
     rmSync(dir, { recursive: true, force: true });
-    run.stderr = generic(run.stderr);
+    run.stderr = generic(helper.stderr().slice(-8192));
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
 }
 
 function mdTable(header: string[], rows: string[][]): string {
@@ -317,7 +263,7 @@ async function main(): Promise<void> {
   out.push('');
   out.push('### Start-up to accept (ms, median (min–max))');
   out.push('');
-  out.push('From spawn until connect() succeeds and the 4 handshake bytes arrive (polled every 1 ms). ' +
+  out.push(`From spawn until connect() succeeds and the 4 handshake bytes arrive (connect retried after ${BENCH_RETRY_MS} ms sleeps: about 0.2 ms resolution). ` +
     'In daemon mode also until the launching process exits (ours: once the daemon accepts; C: at once).');
   out.push('');
   const timingRows: string[][] = [];

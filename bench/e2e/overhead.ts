@@ -7,6 +7,7 @@
 import { openSync, closeSync, constants } from 'node:fs';
 import { PrClient } from '../../test/support/client.js';
 import { prInCdb, prOutCdb, prOutParams } from '../../test/support/builders.js';
+import { percentile } from '../../test/support/stats.js';
 import { E2E, skipReason, ourHelper, referenceHelper, resetDisk, stopHelpers } from '../../test/e2e/lib/env.js';
 import { DirectSgIo } from '../../test/e2e/lib/sgio.js';
 
@@ -16,9 +17,7 @@ const WARMUP = 20;
 const cdb = prInCdb({ sa: 0, allocationLength: 1024 });
 
 function stats(samples: number[]): { median: number; p90: number; p99: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
-  return { median: at(0.5), p90: at(0.9), p99: at(0.99) };
+  return { median: percentile(samples, 0.5), p90: percentile(samples, 0.9), p99: percentile(samples, 0.99) };
 }
 
 async function time(fn: () => unknown): Promise<number[]> {

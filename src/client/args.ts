@@ -1,11 +1,13 @@
 /**
- * The diagnostic client's command line: `[OPTIONS] COMMAND [DEVICE]`, options anywhere
- * (GNU style: `--name=value`, `--name value`, unambiguous prefixes, `-kPATH`, clustered
- * flags, `--` ends the options). Pure: returns what to do, never exits.
+ * The diagnostic client's command line: `[OPTIONS] COMMAND [DEVICE]`, options anywhere,
+ * scanned by the helper's getopt_long (src/cli/getopt.ts: `--name=value`, `--name value`,
+ * unambiguous prefixes, `-kPATH`, clustered flags, `--` ends the options; glibc's error
+ * texts). Pure: returns what to do, never exits.
  */
 import { DEFAULT_SOCKET_PATH } from '../cli/help.js';
 import { PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import { RESERVATION_TYPES } from '../scsi/pr-data.js';
+import { scanArguments, type LongOption } from '../cli/getopt.js';
 import { findCommand, type CommandSpec } from './commands.js';
 
 export interface ClientOptions {
@@ -38,7 +40,7 @@ export const DEFAULT_TIMEOUT_MS = 60_000;
 
 interface OptionSpec {
   long: string;
-  short: string | null;
+  short: string;
   hasArg: boolean;
   /** Applies to these command kinds only (null: all). */
   scope: 'pr-in' | 'pr-out' | 'device' | null;
@@ -94,51 +96,22 @@ function parseSeconds(text: string): number | null {
 
 type Seen = { spec: OptionSpec; name: string; value: string | null };
 
-/** Splits argv into options (in order) and positional arguments, or returns the error. */
+const SHORT_OPTIONS = OPTIONS.map((o) => (o.hasArg ? `${o.short}:` : o.short)).join('');
+const LONG_OPTIONS: readonly LongOption[] = OPTIONS.map((o) => ({ name: o.long, hasArg: o.hasArg, key: o.short }));
+
+/** Splits argv into options (in order) and positional arguments, or returns getopt's error. */
 function scan(args: readonly string[]): { seen: Seen[]; positional: string[] } | string {
   const seen: Seen[] = [];
   const positional: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] ?? '';
-    if (arg === '--') {
-      positional.push(...args.slice(i + 1));
-      break;
-    }
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      const name = arg.slice(2, eq < 0 ? undefined : eq);
-      const exact = OPTIONS.find((o) => o.long === name);
-      const matches = exact ? [exact] : OPTIONS.filter((o) => o.long.startsWith(name));
-      if (matches.length === 0 || name === '') return `unrecognized option '--${name}'`;
-      if (matches.length > 1) return `option '--${name}' is ambiguous: ${matches.map((o) => `--${o.long}`).join(', ')}`;
-      const spec = matches[0] as OptionSpec;
-      if (!spec.hasArg) {
-        if (eq >= 0) return `option '--${spec.long}' doesn't allow an argument`;
-        seen.push({ spec, name: `--${spec.long}`, value: null });
-        continue;
-      }
-      const value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-      if (value === undefined) return `option '--${spec.long}' requires an argument`;
-      seen.push({ spec, name: `--${spec.long}`, value });
+  for (const ev of scanArguments(args, { shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS })) {
+    if (ev.kind === 'error') return ev.text;
+    if (ev.kind === 'operand') {
+      positional.push(ev.arg);
       continue;
     }
-    if (arg.startsWith('-') && arg.length > 1) {
-      for (let j = 1; j < arg.length; j++) {
-        const letter = arg[j] ?? '';
-        const spec = OPTIONS.find((o) => o.short === letter);
-        if (!spec) return `invalid option -- '${letter}'`;
-        if (!spec.hasArg) {
-          seen.push({ spec, name: `-${letter}`, value: null });
-          continue;
-        }
-        const value = j + 1 < arg.length ? arg.slice(j + 1) : args[++i];
-        if (value === undefined) return `option requires an argument -- '${letter}'`;
-        seen.push({ spec, name: `-${letter}`, value });
-        break;
-      }
-      continue;
-    }
-    positional.push(arg);
+    const spec = OPTIONS.find((o) => o.short === ev.key);
+    if (spec === undefined) throw new Error(`Cannot handle option key '${ev.key}'`);
+    seen.push({ spec, name: ev.name, value: ev.arg });
   }
   return { seen, positional };
 }

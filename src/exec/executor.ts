@@ -12,7 +12,9 @@
  * may block too (README "Threat model").
  */
 import type { ScsiOutcome } from '../scsi/constants.js';
+import { Sense, checkCondition } from '../scsi/sense.js';
 import type { PrRequest } from '../protocol/session.js';
+import { accessMode } from '../sys/fd.js';
 
 export interface ScsiExecutor {
   execute(request: PrRequest): Promise<ScsiOutcome>;
@@ -26,4 +28,19 @@ export interface ScsiExecutor {
 export interface FdCloser {
   /** Takes ownership of `fd`; resolves once it is closed. Never rejects. */
   release(fd: number): Promise<void>;
+}
+
+/**
+ * PR OUT and CLEANUP need a writable fd: the answer to give when `fd` is read-only (INVALID
+ * COMMAND OPERATION CODE, as the reference answers: spec §9 item 13) or its mode cannot be
+ * read (an I/O error); null when it is writable. This stands in for the kernel's own rule,
+ * which CAP_SYS_RAWIO would bypass: a guest given a read-only disk must not change its
+ * reservations (spec §3.7). Reads the access mode (fcntl) only: callable on any thread.
+ */
+export function refuseReadOnly(fd: number): ScsiOutcome | null {
+  try {
+    return accessMode(fd) === 'read-only' ? checkCondition(Sense.INVALID_OPCODE) : null;
+  } catch {
+    return checkCondition(Sense.IO_ERROR);
+  }
 }

@@ -8,13 +8,12 @@
  */
 import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
 import { cdbLength } from '../scsi/cdb.js';
-import { Sense, buildFixedSense } from '../scsi/sense.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_CLEANUP, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
-import { accessMode, closeFd } from '../sys/fd.js';
+import { closeFd } from '../sys/fd.js';
 import type { SgIoCommand, SgIoResult } from '../sys/sgio.js';
-import type { FdCloser, ScsiExecutor } from './executor.js';
+import { refuseReadOnly, type FdCloser, type ScsiExecutor } from './executor.js';
 
 /** Runs SG_IO commands, and closes client fds, off the main thread (src/exec/sgio-pool.ts). */
 export interface SgIoRunner extends FdCloser {
@@ -34,10 +33,6 @@ export interface SgIoExecutorOptions {
 /** QEMU's scsi-generic io_timeout default: 30 s. */
 export const DEFAULT_SGIO_TIMEOUT_MS = 30_000;
 
-function checkCondition(sense: keyof typeof Sense): ScsiOutcome {
-  return { status: ScsiStatus.CHECK_CONDITION, sense: buildFixedSense(Sense[sense]), data: new Uint8Array(0) };
-}
-
 const GOOD: ScsiOutcome = { status: ScsiStatus.GOOD, sense: new Uint8Array(0), data: new Uint8Array(0) };
 
 /** The CDB bytes to hand the kernel: as many as the operation code's group defines. */
@@ -47,19 +42,6 @@ export function commandBytes(cdb: Uint8Array): Uint8Array {
 
 /** What a request needs on a plain SCSI fd: an SG_IO command, or an answer without one. */
 export type SgIoPlan = { kind: 'run'; command: SgIoCommand } | { kind: 'answer'; outcome: ScsiOutcome };
-
-/**
- * PR OUT and CLEANUP need a writable fd. This stands in for the kernel's own rule, which
- * CAP_SYS_RAWIO would bypass: a guest given a read-only disk must not change its
- * reservations (spec §3.7; INVALID OPCODE as the reference answers, §9 item 13).
- */
-function readOnly(fd: number): ScsiOutcome | null {
-  try {
-    return accessMode(fd) === 'read-only' ? checkCondition('INVALID_OPCODE') : null;
-  } catch {
-    return checkCondition('IO_ERROR');
-  }
-}
 
 /**
  * The SG_IO command for `request` (spec §3.7), or its answer when none is needed. Reads the
@@ -75,7 +57,7 @@ export function planSgIo(request: PrRequest, timeoutMs: number): SgIoPlan {
         command: { cdb: commandBytes(request.cdb), direction: 'from-device', transferLength: PR_HELPER_DATA_SIZE, timeoutMs },
       };
     case Opcode.PERSISTENT_RESERVE_OUT: {
-      const refused = readOnly(request.fd);
+      const refused = refuseReadOnly(request.fd);
       if (refused) return { kind: 'answer', outcome: refused };
       return {
         kind: 'run',
@@ -87,7 +69,7 @@ export function planSgIo(request: PrRequest, timeoutMs: number): SgIoPlan {
     }
     case PR_HELPER_CLEANUP:
       // Nothing to clean up on a non-multipath device: GOOD without I/O (spec §3.7).
-      return { kind: 'answer', outcome: readOnly(request.fd) ?? GOOD };
+      return { kind: 'answer', outcome: refuseReadOnly(request.fd) ?? GOOD };
     default:
       throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
   }

@@ -18,27 +18,22 @@
  *   reference's INVALID FIELD IN CDB is sent and the reason logged. REGISTER AND MOVE is
  *   refused as in QEMU, and the reason (the library cannot do it) logged.
  */
-import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
-import { Sense, buildFixedSense } from '../scsi/sense.js';
+import { Opcode, type ScsiOutcome } from '../scsi/constants.js';
+import { Sense, checkCondition } from '../scsi/sense.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
 import {
   cleanupUnregisterRequest, mapLibraryResult, mpathOutcome, parsePrInRequest, parsePrOutParameters, prInResponseData,
 } from './translation.js';
 import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
-import { accessMode } from '../sys/fd.js';
 import { multipathMapOf, type BlockDevice } from './detect.js';
 import type { MpathLibrary } from './library.js';
-import type { ScsiExecutor } from '../exec/executor.js';
+import { refuseReadOnly, type ScsiExecutor } from '../exec/executor.js';
 import type { SgIoRunner } from '../exec/sgio-executor.js';
 
 /** multipathd's reply timeout for CLEANUP's commands, as QEMU uses (spec §5.6). */
 const MULTIPATHD_TIMEOUT_MS = 60_000;
 const TEST_UNIT_READY = new Uint8Array([Opcode.TEST_UNIT_READY, 0, 0, 0, 0, 0]);
-
-function checkCondition(sense: keyof typeof Sense): ScsiOutcome {
-  return { status: ScsiStatus.CHECK_CONDITION, sense: buildFixedSense(Sense[sense]), data: new Uint8Array(0) };
-}
 
 export interface MultipathOptions {
   /** QEMU's noisy/verbose, passed to the library as its log level (spec §1.3). */
@@ -93,26 +88,17 @@ export class MultipathExecutor implements ScsiExecutor {
     if (library === null) {
       // Never down one path: a registration on one path only breaks fencing.
       this.#options.log(`Refusing a PR command on multipath device ${device.major}:${device.minor}: libmpathpersist is not available`);
-      return checkCondition('INVALID_OPCODE');
+      return checkCondition(Sense.INVALID_OPCODE);
     }
     switch (request.opcode) {
       case Opcode.PERSISTENT_RESERVE_IN:
         return await this.#prIn(library, device, request);
       case Opcode.PERSISTENT_RESERVE_OUT:
-        return this.#readOnly(request.fd) ?? await this.#prOut(library, device, request.fd, request.cdb, request.parameters);
+        return refuseReadOnly(request.fd) ?? await this.#prOut(library, device, request.fd, request.cdb, request.parameters);
       case PR_HELPER_CLEANUP:
-        return this.#readOnly(request.fd) ?? await this.#cleanup(library, request.fd, device);
+        return refuseReadOnly(request.fd) ?? await this.#cleanup(library, request.fd, device);
       default:
         throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
-    }
-  }
-
-  /** As on the SG_IO path: PR OUT and CLEANUP need a writable fd (spec §3.7). */
-  #readOnly(fd: number): ScsiOutcome | null {
-    try {
-      return accessMode(fd) === 'read-only' ? checkCondition('INVALID_OPCODE') : null;
-    } catch {
-      return checkCondition('IO_ERROR');
     }
   }
 
@@ -138,7 +124,7 @@ export class MultipathExecutor implements ScsiExecutor {
     if (response.kind === 'unusable') {
       // What the reference answers for READ FULL STATUS; nothing half-true reaches the guest.
       this.#options.log(`READ FULL STATUS on multipath device ${device.major}:${device.minor} refused: ${response.reason}`);
-      return checkCondition('INVALID_FIELD');
+      return checkCondition(Sense.INVALID_FIELD);
     }
     return this.#answer(request.fd, code, prInResponseData(parsed.sa, parsed.allocationLength, response));
   }
@@ -166,7 +152,7 @@ export class MultipathExecutor implements ScsiExecutor {
     const failure = await library.multipathd([`unsetprkey map ${map}`, `unsetprstatus map ${map}`], MULTIPATHD_TIMEOUT_MS);
     if (failure !== null) {
       this.#options.log(`CLEANUP on ${map}: ${failure}`);
-      return checkCondition('LUN_COMM_FAILURE');
+      return checkCondition(Sense.LUN_COMM_FAILURE);
     }
     const unregister = cleanupUnregisterRequest();
     return this.#prOut(library, device, fd, unregister.cdb, unregister.params);

@@ -21,10 +21,11 @@
  *   ldl_be_p(), so a length ≥ 0xFFFFFFE4 wraps to a small end there. Here it exceeds the
  *   parameter list and is INVALID FIELD IN PARAMETER LIST, as spec §5.4 states the rule.
  */
+import { prOutCdb } from '../scsi/pr-commands.js';
 import { ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
 import { Sense, buildFixedSense, type SenseCode } from '../scsi/sense.js';
 import { TransportProtocol } from '../scsi/transport-id.js';
-import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE, PR_HELPER_SENSE_SIZE } from '../protocol/constants.js';
+import { PR_HELPER_DATA_SIZE, PR_HELPER_SENSE_SIZE } from '../protocol/constants.js';
 import {
   FIXED_TRANSPORT_ID_SIZE, ISCSI_HEADER_SIZE, MPATH_MAX_PARAM_LEN, MPATH_MX_TIDS, MPATH_PRIN_RCAP_SA, MPATH_PRIN_RFSTAT_SA,
   MPATH_PRIN_RKEY_SA, MPATH_PRIN_RRES_SA, MPATH_PROUT_CLEAR_SA, MPATH_PROUT_PREE_AB_SA, MPATH_PROUT_PREE_SA,
@@ -268,15 +269,7 @@ export function parsePrOutParameters(cdb: Uint8Array, params: Uint8Array): PrOut
  * I_T nexus is registered. Run it through parsePrOutParameters like any PR OUT.
  */
 export function cleanupUnregisterRequest(): { cdb: Uint8Array; params: Uint8Array } {
-  const cdb = new Uint8Array(PR_HELPER_CDB_SIZE);
-  cdb[0] = 0x5f; // OPERATION CODE: PERSISTENT RESERVE OUT
-  cdb[1] = MPATH_PROUT_REG_IGN_SA; // SERVICE ACTION
-  cdb[2] = 0; // SCOPE | TYPE
-  // PARAMETER LIST LENGTH: 32 bits in bytes 5-8
-  cdb[5] = (PR_OUT_FIXED_PARAM_SIZE >>> 24) & 0xff;
-  cdb[6] = (PR_OUT_FIXED_PARAM_SIZE >>> 16) & 0xff;
-  cdb[7] = (PR_OUT_FIXED_PARAM_SIZE >>> 8) & 0xff;
-  cdb[8] = PR_OUT_FIXED_PARAM_SIZE & 0xff;
+  const cdb = prOutCdb({ serviceAction: MPATH_PROUT_REG_IGN_SA, parameterListLength: PR_OUT_FIXED_PARAM_SIZE });
   return { cdb, params: new Uint8Array(PR_OUT_FIXED_PARAM_SIZE) };
 }
 

@@ -2,6 +2,7 @@
  * Sense data the helper builds itself: fixed format, 18 bytes, as QEMU's scsi_build_sense
  * (spec §4.3). Sense from a device is passed through untouched (fixed or descriptor format).
  */
+import { ScsiStatus, type ScsiOutcome } from './constants.js';
 
 export interface SenseCode {
   key: number;
@@ -46,6 +47,11 @@ export function buildFixedSense(code: SenseCode): Uint8Array {
   sense[12] = code.asc; // ADDITIONAL SENSE CODE
   sense[13] = code.ascq; // ADDITIONAL SENSE CODE QUALIFIER
   return sense;
+}
+
+/** CHECK CONDITION with the helper's own sense for `code`, and no data. */
+export function checkCondition(code: SenseCode): ScsiOutcome {
+  return { status: ScsiStatus.CHECK_CONDITION, sense: buildFixedSense(code), data: new Uint8Array(0) };
 }
 
 /** Key/ASC/ASCQ of fixed (0x70/0x71) or descriptor (0x72/0x73) sense; null otherwise. */

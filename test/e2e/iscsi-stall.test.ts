@@ -53,14 +53,15 @@ import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { interpretSgIo } from '../../src/scsi/sgio-status.js';
-import { E2E, drainUnitAttentions, skipReason, log } from './lib/env.js';
+import { E2E, drainUnitAttentions, skipReason, log, stopLogged } from './lib/env.js';
 import { DirectSgIo } from './lib/sgio.js';
 import { inSgIo, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
 import {
-  PacketDrop, cpuTicks, deviceFds, formatTimeouts, iscsiSessionOf, kernelLogMark, kernelLogSince, nodeSettings, quiescent, relogin,
-  sessionState, sessionTimeouts, sgRawReadKeys, stats, threads, updateNodeSettings, type IscsiSession, type RawOutcome,
+  PacketDrop, deviceFds, formatTimeouts, iscsiSessionOf, kernelLogMark, kernelLogSince, nodeSettings, quiescent, relogin,
+  sessionState, sessionTimeouts, sgRawReadKeys, stats, updateNodeSettings, type IscsiSession, type RawOutcome,
 } from './lib/iscsi-stall.js';
+import { cpuTicks, threadCount } from '../support/proc.js';
 
 const skip = skipReason(2) || (E2E.iscsi === null ? 'needs the iSCSI nexus (PRH_E2E_ISCSI): vm_iscsi_setup did not set it up' : false);
 const IO_TIMEOUT_S = 5;
@@ -121,7 +122,7 @@ async function series(client: PrClient, fd: number, what: string): Promise<numbe
 async function measured(pid: number, client: PrClient, fd: number, what: string): Promise<{ warm: ReturnType<typeof stats>; timed: ReturnType<typeof stats>; threads: number }> {
   const warm = stats(await series(client, fd, `${what} (warm-up)`));
   await quiescent(pid);
-  const n = threads(pid);
+  const n = threadCount(pid);
   return { warm, timed: stats(await series(client, fd, what)), threads: n };
 }
 
@@ -261,7 +262,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
       assert.equal(r.status, STATUS.GOOD, `warm-up READ KEYS on ${what}: status ${r.status} sense ${triple(r.sense)}`);
     }
     await quiescent(pid);
-    const threadsIdle = threads(pid);
+    const threadsIdle = threadCount(pid);
     const fdBase = h.fdCount();
 
     // baseline: no stall
@@ -288,12 +289,12 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
     }
     const enteredMs = since();
     // a spare worker starts once the stuck one is noticed; let it load (seconds under TCG)
-    while (threads(pid) <= threadsIdle) {
-      if (since() > 10_000) assert.fail(`no spare SG_IO thread 10 s after the stall (threads ${threads(pid)})`);
+    while (threadCount(pid) <= threadsIdle) {
+      if (since() > 10_000) assert.fail(`no spare SG_IO thread 10 s after the stall (threads ${threadCount(pid)})`);
       await sleep(10);
     }
     const settleMs = await quiescent(pid);
-    const threadsStalled = threads(pid);
+    const threadsStalled = threadCount(pid);
     const fastStart = since();
     const duringRun = await measured(pid, fast, fastFd, 'during the stall');
     const during = duringRun.timed;
@@ -333,7 +334,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
     assert.ok(during.p90 <= FACTOR * unstalled.p90, `p90 READ KEYS during the stall ${during.p90.toFixed(1)} ms > ${FACTOR} x ${unstalled.p90.toFixed(1)} ms`);
     const devAfter = deviceFds(pid);
     const fdAfterStall = h.fdCount();
-    log(`helper after the stall: fds ${fdAfterStall} (baseline ${fdBase}), device fds [${devAfter.join(', ')}], threads ${threads(pid)}, inside SG_IO ${inSgIo(pid)}`);
+    log(`helper after the stall: fds ${fdAfterStall} (baseline ${fdBase}), device fds [${devAfter.join(', ')}], threads ${threadCount(pid)}, inside SG_IO ${inSgIo(pid)}`);
     assert.deepEqual(devAfter, [], 'no device fd left in the helper');
     assert.equal(inSgIo(pid), 0, 'no helper thread inside SG_IO');
 
@@ -381,10 +382,10 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
     closeSync(slowFd);
     fds.splice(fds.indexOf(slowFd), 1);
     const w0 = performance.now();
-    let lastThreads = threads(pid);
+    let lastThreads = threadCount(pid);
     while (lastThreads !== threadsIdle && performance.now() - w0 < REAP_WAIT_MS) {
       await sleep(500);
-      lastThreads = threads(pid);
+      lastThreads = threadCount(pid);
     }
     const fdIdle = h.fdCount();
     log(`idle: helper threads ${lastThreads} (baseline ${threadsIdle}) after ${((performance.now() - w0) / 1000).toFixed(1)} s more (${((performance.now() - sentAt - fastEnd) / 1000).toFixed(1)} s after the last request on the extra thread); fds ${fdIdle} (baseline ${fdBase}); cpu ticks ${cpuTicks(pid)}`);
@@ -394,12 +395,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
 
     for (const c of clients.splice(0)) c.close();
     helper = null;
-    const t1 = performance.now();
-    const code = await Promise.race([h.stop('SIGTERM'), sleep(15_000).then(() => 'timeout')]);
-    if (code === 'timeout') h.child.kill('SIGKILL');
-    const stderr = h.stderr().trim();
-    h.cleanup();
-    log(`helper stopped with ${code} in ${(performance.now() - t1).toFixed(0)} ms${stderr ? `; stderr: ${stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+    const code = await stopLogged(h, 15_000);
     assert.equal(code, 0, 'helper exit status after SIGTERM');
   });
 });

@@ -25,7 +25,7 @@ import { closeSync, constants, existsSync, openSync, readFileSync, rmSync, statS
 import { PrClient } from '../support/client.js';
 import { prInCdb, prOutParams, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
-import { E2E, skipReason, resetDisk, drainUnitAttentions, log } from './lib/env.js';
+import { E2E, skipReason, resetDisk, drainUnitAttentions, log, stopLogged } from './lib/env.js';
 import { DirectSgIo } from './lib/sgio.js';
 import {
   DeviceFd, PR_IN, PR_OUT, PR_TYPE, STATUS, good, hex, keyHex, parseCapabilities, parseFullStatus, parseReadKeys,
@@ -63,11 +63,7 @@ function expectCheck(r: Response, want: [number, number, number], what: string):
 
 async function stopHelper(h: Helper | null): Promise<void> {
   if (h === null) return;
-  const code = await Promise.race([h.stop('SIGTERM'), sleep(10_000).then(() => 'timeout')]);
-  if (code === 'timeout') h.child.kill('SIGKILL');
-  const err = h.stderr().trim();
-  h.cleanup();
-  log(`multipath: helper ${h.socketPath} exited ${code}${err ? `; stderr: ${err.split('\n').slice(-12).join(' | ')}` : ''}`);
+  await stopLogged(h, 10_000, `multipath: helper ${h.socketPath}`, 12);
 }
 
 describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (two paths, multipathd)', { skip }, () => {

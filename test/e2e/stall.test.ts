@@ -25,12 +25,14 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { closeSync, constants, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
-import { E2E, skipReason, log } from './lib/env.js';
+import { threadCount } from '../support/proc.js';
+import { percentile } from '../support/stats.js';
+import { E2E, skipReason, log, stopLogged } from './lib/env.js';
 import { HangingDevice, SDEBUG, inSgIo, sh, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
 
@@ -50,9 +52,6 @@ const SOCKET = '/tmp/prh-e2e-stall.sock';
 
 
 
-function threads(pid: number): number {
-  return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-}
 
 
 /** One request; the helper's first answer may wait for its SG_IO thread to load (seconds under TCG). */
@@ -62,9 +61,6 @@ async function ask(client: PrClient, fd: number, cdb: Uint8Array): Promise<Respo
 }
 
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-}
 
 
 
@@ -116,7 +112,7 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
     const directMs = performance.now() - t00;
     const warm = await ask(fast, fastFd, readKeys);
     assert.equal(warm.status, STATUS.GOOD, 'READ KEYS on the LIO disk');
-    const threadsIdle = threads(pid);
+    const threadsIdle = threadCount(pid);
     log(`with its path: PR IN on ${slow.path} -> status ${direct.status} sense ${senseTriple(direct.sense).map((b) => b.toString(16)).join('/')} in ${directMs.toFixed(0)} ms; helper threads idle: ${threadsIdle}`);
 
     // no usable path: SG_IO on the map now blocks in the kernel until the path returns
@@ -138,11 +134,11 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
     // workers at once, then one more per stuck worker noticed, each after it has loaded)
     for (;;) {
       if (inSgIo(pid) >= K) break;
-      if (since() > 60_000) assert.fail(`only ${inSgIo(pid)} of ${K} hung commands are inside SG_IO after 60 s (helper threads: ${threads(pid)})`);
+      if (since() > 60_000) assert.fail(`only ${inSgIo(pid)} of ${K} hung commands are inside SG_IO after 60 s (helper threads: ${threadCount(pid)})`);
       await sleep(20);
     }
     const hungAt = since();
-    const threadsHung = threads(pid);
+    const threadsHung = threadCount(pid);
     // the device comes back SLOW_MS later, whatever the fast series is doing
     let releasedAt = Infinity;
     const release = sleep(SLOW_MS).then(async () => {
@@ -161,12 +157,12 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
     }
     const fastEnd = since();
     const answeredDuringFast = answered;
-    const threadsPeak = threads(pid);
+    const threadsPeak = threadCount(pid);
     const hungAfterFast = inSgIo(pid);
 
     const answers: Response[] = await Promise.all(slowAnswers);
     await release;
-    const threadsAfter = threads(pid);
+    const threadsAfter = threadCount(pid);
 
     const rest = lat.slice(1).sort((a, b) => a - b);
     const first = lat[0] ?? NaN;
@@ -205,12 +201,7 @@ describe('a hanging device does not delay other connections (own helper, dm-mult
     for (const c of clients.splice(0)) c.close();
     const h = helper;
     helper = null;
-    const t1 = performance.now();
-    const code = await Promise.race([h.stop('SIGTERM'), sleep(10_000).then(() => 'timeout')]);
-    if (code === 'timeout') h.child.kill('SIGKILL');
-    const stderr = h.stderr().trim();
-    h.cleanup();
-    log(`helper stopped with ${code} in ${(performance.now() - t1).toFixed(0)} ms${stderr ? `; stderr: ${stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+    const code = await stopLogged(h, 10_000);
     assert.equal(code, 0, 'helper exit status after SIGTERM');
   });
 });

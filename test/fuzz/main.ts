@@ -6,9 +6,9 @@
  * invalid sessions) until the time is up, with the idle fd count and RSS after each batch.
  */
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { FdKit, fuzz } from './socket-fuzzer.js';
 import { startHelper, warmBaseline, idleFdCount } from '../support/launcher.js';
+import { rssMb } from '../support/proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -22,7 +22,7 @@ const { values } = parseArgs({
 async function main(): Promise<number> {
   const helper = await startHelper();
   const kit = new FdKit();
-  const rss = (): string => `${(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${helper.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024).toFixed(1)} MB`;
+  const rss = (): string => `${rssMb(helper.pid).toFixed(1)} MB`;
   const t0 = Date.now();
   try {
     const baseline = await warmBaseline(helper);

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { openSync, closeSync } from 'node:fs';
 import { PrClient } from '../support/client.js';
 import { prInCdb } from '../support/builders.js';
-import { spawnHelper, startHelper, tempDir, type Helper } from '../support/launcher.js';
+import { pollUntil, spawnHelper, startHelper, tempDir, type Helper } from '../support/launcher.js';
+import { nonChildExit } from '../support/proc.js';
 
 const notRoot = process.getuid?.() !== 0 ? 'needs root: the helper drops privileges only when started as root' : false;
 const INSPECTOR_PORT = 9229;
@@ -188,12 +189,8 @@ describe('no inspector, no injected code (item 1)', { skip: notRoot }, () => {
   }
 });
 
-async function waitGone(pid: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ')) {
-    if (Date.now() > deadline) throw new Error(`pid ${pid} still running`);
-    await sleep(10);
-  }
+function waitGone(pid: number): Promise<void> {
+  return pollUntil(() => nonChildExit(pid) !== null, `pid ${pid} to exit`);
 }
 
 interface Outcome {

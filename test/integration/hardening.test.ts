@@ -20,6 +20,7 @@ import { PrClient, ConnectionClosed } from '../support/client.js';
 import { lingeringSocket } from '../support/lingering.js';
 import { OUR_HELPER, startHelper, pollUntil, tempDir, type Helper } from '../support/launcher.js';
 import { prInCdb, prOutCdb } from '../support/builders.js';
+import { cpuSeconds } from '../support/proc.js';
 
 /** How long a lingering close blocks. */
 const LINGER_S = 4;
@@ -39,12 +40,6 @@ after(() => {
 const readKeys = (): Uint8Array => prInCdb({ sa: 0, allocationLength: 8 });
 
 /** CPU seconds (user + system) the process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** TCP sockets among the helper's fds (it has none of its own). */
 function tcpSocketsHeld(pid: number): number {
   const tcp = new Set(readFileSync('/proc/net/tcp', 'latin1').split('\n').slice(1)

@@ -9,7 +9,7 @@ import { existsSync, lstatSync, mkdirSync, openSync, closeSync, writeFileSync, r
 import { join } from 'node:path';
 import { PrClient } from '../support/client.js';
 import { spawnHelper, startHelper, tempDir, pollUntil, idleFdCount, warmBaseline, OUR_HELPER } from '../support/launcher.js';
-import { cleanupCdb, prInCdb } from '../support/builders.js';
+import { cleanupCdb, prInCdb, prOutCdb } from '../support/builders.js';
 import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
 import { closeFd } from '../../src/sys/fd.js';
 
@@ -253,7 +253,7 @@ describe('connections under stress', () => {
       async (c) => { await c.handshake(); c.send(new Uint8Array(2)); }, // half a reply
       async (c) => { await c.handshake(); c.send(cdbIn.subarray(0, 7), [fd]); }, // half a CDB, fd held
       async (c) => { await c.handshake(); c.send(cdbIn, [fd]); }, // request executing / response unread
-      async (c) => { await c.handshake(); c.send(new Uint8Array([0x5f, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0]), [fd]); c.send(new Uint8Array(100)); }, // mid-parameters
+      async (c) => { await c.handshake(); c.send(prOutCdb({ sa: 0, paramLength: 8192 }), [fd]); c.send(new Uint8Array(100)); }, // mid-parameters
       async (c) => { await c.handshake(); for (let i = 0; i < 30; i++) c.send(cdbIn, [fd]); }, // pipelined, unread
     ];
     for (let round = 0; round < 10; round++) {

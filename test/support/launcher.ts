@@ -1,7 +1,8 @@
 /**
- * Starts a helper (ours, or Debian's C qemu-pr-helper for differential runs) on a temporary
- * socket and waits for readiness: the socket accepts a connection, raced against the child
- * exiting (with its stderr in the error). No sleeps.
+ * Starts a helper (ours, or Debian's C qemu-pr-helper for differential runs and the
+ * benchmarks) on a temporary socket and waits for readiness: the socket accepts a connection
+ * and the helper's feature word arrives, raced against the child exiting (with its stderr in
+ * the error). Waiting sleeps between attempts, backing off; it never spins.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
@@ -24,6 +25,10 @@ export interface Helper {
   socketPath: string;
   dir: string;
   stderr(): string;
+  /** process.hrtime.bigint() just before the spawn: start-up times count from here. */
+  spawnedAt: bigint;
+  /** process.hrtime.bigint() when the child exited; null while it runs. */
+  readonly exitedAt: bigint | null;
   /** Resolves with the exit code (or signal name) once the child has exited. */
   exited: Promise<number | string>;
   stop(signal?: NodeJS.Signals): Promise<number | string>;
@@ -31,7 +36,14 @@ export interface Helper {
   cleanup(): void;
 }
 
+/** A helper that answered a handshake. */
+export interface ReadyHelper extends Helper {
+  /** Spawn → the first handshake's feature word arrived, in ms (hrtime; see connectWhenReady). */
+  startupMs: number;
+}
+
 export interface StartOptions {
+  /** The program to run: a helper, or a wrapper such as setpriv (default: ours). */
   binary?: string;
   args?: string[];
   /** Use this socket path instead of a fresh one under a temp dir. */
@@ -48,12 +60,97 @@ export function tempDir(prefix = 'prh-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function pollUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
+/** Delays between attempts, unless the caller fixes one: doubling from 1 ms up to 16 ms. */
+const FIRST_RETRY_MS = 1;
+const MAX_RETRY_MS = 16;
+/**
+ * The benchmarks' sleep between connect attempts while a helper starts, which sets their
+ * timing resolution: with the kernel's timer slack, attempts come about 0.2 ms apart (about
+ * a quarter of one core while waiting, where a spin takes all of it).
+ */
+export const BENCH_RETRY_MS = 0.1;
+
+const futex = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Sleeps `ms`. Timers cannot wait less than 1 ms, so a shorter pause is a futex wait (the
+ * thread sleeps in the kernel; nothing spins), followed by one turn of the event loop so
+ * that a child's exit and output are seen.
+ */
+async function pause(ms: number): Promise<void> {
+  if (ms >= 1) {
+    await new Promise((r) => setTimeout(r, ms));
+    return;
   }
+  Atomics.wait(futex, 0, 0, ms);
+  await new Promise((r) => setImmediate(r));
+}
+
+/**
+ * Calls `probe` until it returns something other than null, and returns that; null once
+ * `timeoutMs` have passed. It sleeps between calls: `everyMs` if given, else backing off
+ * from 1 ms to 16 ms.
+ */
+export async function waitFor<T>(probe: () => T | null | Promise<T | null>, timeoutMs: number, everyMs?: number): Promise<T | null> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = everyMs ?? FIRST_RETRY_MS;
+  for (;;) {
+    const found = await probe();
+    if (found !== null) return found;
+    if (Date.now() > deadline) return null;
+    await pause(delay);
+    if (everyMs === undefined) delay = Math.min(2 * delay, MAX_RETRY_MS);
+  }
+}
+
+/** Waits until `cond` holds, checking it as waitFor does; throws after `timeoutMs`. */
+export async function pollUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  if (await waitFor(async () => ((await cond()) ? true : null), timeoutMs) === null) {
+    throw new Error(`Timed out waiting for ${what}`);
+  }
+}
+
+export type Readiness =
+  /** `at`: process.hrtime.bigint() when the feature word arrived. */
+  | { kind: 'ready'; client: PrClient; at: bigint }
+  | { kind: 'gone' }
+  | { kind: 'timeout' };
+
+export interface ReadyWait {
+  /** True once waiting is pointless (the helper exited): checked before every attempt. */
+  gone(): boolean;
+  timeoutMs: number;
+  /** A fixed time between attempts (BENCH_RETRY_MS for the benchmarks); else backing off. */
+  everyMs?: number;
+}
+
+/**
+ * Connects to `socketPath` until the helper accepts and its 4-byte feature word arrives,
+ * and answers it (0, as QEMU does). Until the socket listens, connect() fails at once
+ * (ENOENT, or ECONNREFUSED between the C helper's bind and listen) and is tried again
+ * after a sleep; once it succeeds, the feature word is awaited as an event, so `at` is
+ * exact to within the retry time. A connection accepted and then closed (a helper that
+ * fails or restarts) is tried again too.
+ */
+export async function connectWhenReady(socketPath: string, wait: ReadyWait): Promise<Readiness> {
+  const deadline = Date.now() + wait.timeoutMs;
+  const result = await waitFor(async (): Promise<Readiness | null> => {
+    if (wait.gone()) return { kind: 'gone' };
+    let client: PrClient;
+    try {
+      client = PrClient.open(socketPath);
+    } catch {
+      return null; // not bound, or not listening yet
+    }
+    try {
+      await client.handshake(0, Math.max(1, deadline - Date.now()));
+      return { kind: 'ready', client, at: process.hrtime.bigint() };
+    } catch {
+      client.close();
+      return null;
+    }
+  }, wait.timeoutMs, wait.everyMs);
+  return result ?? { kind: 'timeout' };
 }
 
 export function spawnHelper(opts: StartOptions = {}): Helper {
@@ -62,6 +159,7 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
   const binary = opts.binary ?? OUR_HELPER;
   const args = opts.args ?? ['-k', socketPath];
   const stdio = ['ignore', 'ignore', 'pipe', ...(opts.extraFds ?? [])] as const;
+  const spawnedAt = process.hrtime.bigint();
   // LISTEN_PID must be the helper's own pid: set it in a shell that then execs the helper.
   const child = opts.listenFds === undefined
     ? spawn(binary, args, { stdio: [...stdio], env: opts.env ?? process.env })
@@ -73,8 +171,12 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     err = (err + d).slice(-STDERR_KEEP);
   });
+  let exitedAt: bigint | null = null;
   const exited = new Promise<number | string>((res) => {
-    child.on('exit', (code, signal) => res(code ?? signal ?? -1));
+    child.on('exit', (code, signal) => {
+      exitedAt = process.hrtime.bigint();
+      res(code ?? signal ?? -1);
+    });
   });
   const pid = child.pid ?? -1;
   return {
@@ -83,6 +185,10 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
     socketPath,
     dir,
     stderr: () => err,
+    spawnedAt,
+    get exitedAt() {
+      return exitedAt;
+    },
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -96,34 +202,45 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
   };
 }
 
-/** Spawns a helper and waits until its socket accepts and answers the handshake. */
-export async function startHelper(opts: StartOptions = {}): Promise<Helper> {
+/**
+ * Spawns a helper and waits until its socket accepts and answers the handshake (attempts
+ * every `everyMs`, else backing off; see connectWhenReady).
+ */
+export async function startHelper(opts: StartOptions = {}, everyMs?: number): Promise<ReadyHelper> {
   const helper = spawnHelper(opts);
-  let exitedWith: number | string | null = null;
-  void helper.exited.then((c) => {
-    exitedWith = c;
+  const ready = await connectWhenReady(helper.socketPath, {
+    gone: () => helper.exitedAt !== null, timeoutMs: opts.timeoutMs ?? 15_000, everyMs,
   });
-  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
-  for (;;) {
-    if (exitedWith !== null) {
-      helper.cleanup();
-      throw new Error(`Helper exited with ${exitedWith} before listening: ${helper.stderr()}`);
-    }
-    if (existsSync(helper.socketPath)) {
-      try {
-        const probe = await PrClient.connect(helper.socketPath);
-        probe.close();
-        return helper;
-      } catch {
-        // bound but not yet listening (the C helper binds before listen): try again
-      }
-    }
-    if (Date.now() > deadline) {
-      helper.cleanup();
-      throw new Error(`Helper did not listen within the deadline: ${helper.stderr()}`);
-    }
-    await new Promise((r) => setTimeout(r, 5));
+  if (ready.kind !== 'ready') {
+    const why = ready.kind === 'gone' ? `exited with ${await helper.exited} before listening` : 'did not listen within the deadline';
+    helper.cleanup();
+    throw new Error(`Helper ${why}: ${helper.stderr()}`);
   }
+  ready.client.close();
+  return Object.assign(helper, { startupMs: Number(ready.at - helper.spawnedAt) / 1e6 });
+}
+
+/** What `p` resolves to, or 'timeout' after `ms`, whichever comes first (leaving no timer behind). */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Stops a helper with SIGTERM, kills it if it still runs after `timeoutMs`, and removes its
+ * directory. Resolves with its exit status, or 'timeout' when it had to be killed.
+ */
+export async function stopWithin(helper: Helper, timeoutMs: number): Promise<number | string> {
+  const status = await within(helper.stop('SIGTERM'), timeoutMs);
+  helper.cleanup();
+  return status;
 }
 
 export function hasReferenceHelper(): boolean {

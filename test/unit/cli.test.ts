@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCommandLine, type CommandLine, type CommandLineContext } from '../../src/cli/options.js';
-import { getoptLong, type GetoptEvent } from '../../src/cli/getopt.js';
+import { getoptLong, scanArguments, type GetoptEvent } from '../../src/cli/getopt.js';
 import { LONG_OPTIONS, SHORT_OPTIONS } from '../../src/cli/options.js';
 import { checkActivation } from '../../src/server/activation.js';
 import { parseStrtoul } from '../../src/util/strtoul.js';
@@ -47,6 +47,29 @@ describe('getopt_long semantics (spec §1.1)', () => {
   test('POSIXLY_CORRECT stops at the first non-option', () => {
     const ev = [...getoptLong(['FILE', '-h'], { shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, program: P, posixlyCorrect: true })];
     assert.deepEqual(ev, []);
+  });
+
+  test('a scan also names each option as given and keeps the operands in order', () => {
+    const scan = (posixlyCorrect: boolean, ...args: string[]): unknown[] =>
+      [...scanArguments(args, { shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, posixlyCorrect })];
+    assert.deepEqual(scan(false, 'A', '-vk/x', '--sock', '/y', 'B', '--', '-h', 'C'), [
+      { kind: 'operand', arg: 'A' },
+      { kind: 'option', key: 'v', arg: null, name: '-v' },
+      { kind: 'option', key: 'k', arg: '/x', name: '-k' },
+      { kind: 'option', key: 'k', arg: '/y', name: '--socket' },
+      { kind: 'operand', arg: 'B' },
+      { kind: 'operand', arg: '-h' },
+      { kind: 'operand', arg: 'C' },
+    ]);
+    assert.deepEqual(scan(true, '-q', 'A', '-h'), [
+      { kind: 'option', key: 'q', arg: null, name: '-q' },
+      { kind: 'operand', arg: 'A' },
+      { kind: 'operand', arg: '-h' },
+    ]);
+    assert.deepEqual(scan(false, 'A', '--ver', 'B'), [
+      { kind: 'operand', arg: 'A' },
+      { kind: 'error', text: "option '--ver' is ambiguous; possibilities: '--version' '--verbose'" },
+    ]);
   });
 
   test('a required argument may start with a dash', () => {

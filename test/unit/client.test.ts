@@ -353,7 +353,7 @@ describe('command line', () => {
     [['register', '-S', 'g', '/dev/a'], "invalid key 'g' for -S: expected up to 16 hex digits, with or without 0x"],
     [['reserve', '-T', 'zz', '/dev/a'], "invalid reservation type 'zz': expected 0-15 or one of we, ea, we-ro, ea-ro, we-ar, ea-ar"],
     [['features', '-t', 'soon'], "invalid timeout 'soon': expected seconds, 0 to wait forever"],
-    [['features', '--param'], "option '--param' is ambiguous: --param-rk, --param-sark, --param-aptpl, --param-alltgpt"],
+    [['features', '--param'], "option '--param' is ambiguous; possibilities: '--param-rk' '--param-sark' '--param-aptpl' '--param-alltgpt'"],
     [['features', '--json=yes'], "option '--json' doesn't allow an argument"],
     [['features', '-k'], "option requires an argument -- 'k'"],
     [['features', '--socket'], "option '--socket' requires an argument"],

@@ -1,9 +1,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { cdbLength, cdbTransferLength } from '../../src/scsi/cdb.js';
-import { Sense, buildFixedSense, decodeSense } from '../../src/scsi/sense.js';
+import { closeSync, openSync } from 'node:fs';
+import { Sense, buildFixedSense, checkCondition, decodeSense } from '../../src/scsi/sense.js';
 import { interpretSgIo, type SgIoReport } from '../../src/scsi/sgio-status.js';
 import { commandBytes } from '../../src/exec/sgio-executor.js';
+import { refuseReadOnly } from '../../src/exec/executor.js';
 import { fixedSense96 } from '../support/builders.js';
 
 describe('CDB geometry', () => {
@@ -47,6 +49,26 @@ describe('Sense', () => {
     assert.deepEqual(decodeSense(buildFixedSense(Sense.INVALID_FIELD)), { key: 5, asc: 0x24, ascq: 0 });
     assert.deepEqual(decodeSense(Uint8Array.from([0x72, 0x06, 0x29, 0x02])), { key: 6, asc: 0x29, ascq: 2 });
     assert.equal(decodeSense(new Uint8Array(18)), null);
+  });
+
+  test('CHECK CONDITION with our sense, no data', () => {
+    assert.deepEqual(checkCondition(Sense.INVALID_OPCODE), {
+      status: 0x02, sense: fixedSense96(0x05, 0x20, 0x00).subarray(0, 18), data: new Uint8Array(0),
+    });
+  });
+
+  test('PR OUT and CLEANUP need a writable fd (spec §3.7, §9 item 13)', () => {
+    const ro = openSync('/dev/null', 'r');
+    const wo = openSync('/dev/null', 'w');
+    const rw = openSync('/dev/null', 'r+');
+    try {
+      assert.deepEqual(refuseReadOnly(ro), checkCondition(Sense.INVALID_OPCODE));
+      assert.equal(refuseReadOnly(wo), null);
+      assert.equal(refuseReadOnly(rw), null);
+    } finally {
+      for (const fd of [ro, wo, rw]) closeSync(fd);
+    }
+    assert.deepEqual(refuseReadOnly(ro), checkCondition(Sense.IO_ERROR), 'a closed fd: its mode cannot be read');
   });
 });
 

@@ -10,7 +10,7 @@
  *   PRH_E2E_VMLINUX, PRH_E2E_INNER_INITRD  kernel + initramfs for the nested QEMU test
  */
 import { openSync, closeSync, constants, existsSync } from 'node:fs';
-import { startHelper, OUR_HELPER, REFERENCE_HELPER, type Helper } from '../../support/launcher.js';
+import { startHelper, stopWithin, within, OUR_HELPER, REFERENCE_HELPER, type Helper } from '../../support/launcher.js';
 import { prOutCdb, prOutParams } from '../../support/builders.js';
 import { DirectSgIo, turCdb } from './sgio.js';
 import { PR_OUT, senseTriple } from './pr.js';
@@ -75,11 +75,10 @@ export async function stopHelpers(): Promise<void> {
     const h = await p.catch(() => null);
     if (h === null) continue;
     // A helper whose SG_IO is stuck in the kernel cannot exit: do not wait for it forever.
-    const timeout = (ms: number): Promise<string> => new Promise((r) => setTimeout(() => r('timeout'), ms).unref());
-    let code = await Promise.race([h.stop('SIGTERM'), timeout(5000)]);
+    let code = await within(h.stop('SIGTERM'), 5000);
     if (code === 'timeout') {
       h.child.kill('SIGKILL');
-      code = await Promise.race([h.exited, timeout(2000)]);
+      code = await within(h.exited, 2000);
       if (code === 'timeout') {
         log(`helper ${h.pid} does not die (stuck in the kernel?); leaving it`);
         h.child.unref();
@@ -90,6 +89,18 @@ export async function stopHelpers(): Promise<void> {
     const err = h.stderr().trim();
     if (err.length > 0) log(`helper ${h.socketPath} exited ${code}; stderr: ${err.split('\n').slice(-5).join(' | ')}`);
   }
+}
+
+/**
+ * Stops `h` (SIGTERM; killed after `timeoutMs`) and logs how, how fast, and the last `lines`
+ * of its stderr. Resolves with its exit status, or 'timeout' when it had to be killed.
+ */
+export async function stopLogged(h: Helper, timeoutMs: number, what = 'helper', lines = 3): Promise<number | string> {
+  const t0 = performance.now();
+  const code = await stopWithin(h, timeoutMs);
+  const stderr = h.stderr().trim();
+  log(`${what} stopped with ${code} in ${(performance.now() - t0).toFixed(0)} ms${stderr ? `; stderr: ${stderr.split('\n').slice(-lines).join(' | ')}` : ''}`);
+  return code;
 }
 
 /** Sends TEST UNIT READY until GOOD, consuming pending UNIT ATTENTIONs on that nexus. */

@@ -7,6 +7,8 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { cpuTicks } from '../../support/proc.js';
+import { percentile } from '../../support/stats.js';
 import { errorText, sh, sleep } from './slow-device.js';
 
 const run = promisify(execFile);
@@ -288,16 +290,6 @@ export function kernelLogSince(mark: number): string[] {
 // ---------------------------------------------------------------------------------------
 // the helper process
 
-export function threads(pid: number): number {
-  return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-}
-
-/** utime + stime of the whole process, in clock ticks. */
-export function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11] ?? 0) + Number(f[12] ?? 0);
-}
 
 /**
  * Waits until the process uses less than `maxShare` of a CPU over `windowMs` (a new SG_IO
@@ -334,14 +326,9 @@ export function deviceFds(pid: number): string[] {
   return out;
 }
 
-export function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-}
-
 export function stats(lat: number[]): { median: number; p90: number; max: number; text: string } {
-  const s = [...lat].sort((a, b) => a - b);
-  const median = percentile(s, 0.5);
-  const p90 = percentile(s, 0.9);
-  const max = s[s.length - 1] ?? NaN;
+  const median = percentile(lat, 0.5);
+  const p90 = percentile(lat, 0.9);
+  const max = percentile(lat, 1);
   return { median, p90, max, text: `median ${median.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms, max ${max.toFixed(1)} ms (all: ${lat.map((l) => l.toFixed(1)).join(' ')})` };
 }
