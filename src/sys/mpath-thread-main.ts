@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { dirname } from 'node:path';
 import { allocNative, loadMpathCmd, loadMpathPersist, type MpathCmdLib, type MpathPersistLib, type NativeBlock } from './libc.js';
 import { describeErrno } from './errors.js';
+import { errorMessage } from '../util/error-message.js';
 import { nameThisThread } from './fd.js';
 import {
   FULL_STATUS_RESP_SIZE, MPATH_ALLOCATION_LENGTH, MPATH_MX_TIDS, PRIN_RESP_SIZE, PROUT_PARAM, TRANSPORTID,
@@ -29,7 +30,7 @@ try {
   const rc = lib.init();
   if (rc !== 0) throw new Error(`libmpathpersist_init() returned ${rc}`);
 } catch (error) {
-  parentPort?.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
+  parentPort?.postMessage({ type: 'failed', message: errorMessage(error) });
   process.exit(0);
 }
 
