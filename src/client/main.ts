@@ -4,6 +4,7 @@
  */
 import { argv, env } from 'node:process';
 import { runClient } from './run.js';
+import { errorStack } from '../util/error-message.js';
 
 // `... | head` closes our stdout early: that is not an error worth a stack trace.
 process.stdout.on('error', () => undefined);
@@ -19,6 +20,6 @@ runClient(argv.slice(2), program, {
 }).then((code) => {
   process.exitCode = code;
 }, (error: unknown) => {
-  process.stderr.write(`${program}: internal error: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  process.stderr.write(`${program}: internal error: ${errorStack(error)}\n`);
   process.exitCode = 1;
 });

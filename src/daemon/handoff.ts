@@ -1,11 +1,30 @@
 /**
- * What the privileged first image passes to the re-executed one (src/privileges/drop.ts):
- * descriptors it opened as root and the identity it switched to. Carried in one
- * environment variable, removed as soon as it is read. Pure: text in, values out.
+ * The hand-off envelope: everything one image of the helper passes to the next one it
+ * starts (src/cli/main.ts), in one environment variable holding one JSON object, removed as
+ * soon as it is read and validated here field by field. Pure: text in, values out.
+ *
+ * - "daemon": from the -d launcher to the daemon it starts (src/daemon/launcher.ts): the
+ *   write end of the readiness pipe.
+ * - "dropped": from the privileged first image to the image it re-executes after dropping
+ *   privileges (src/privileges/drop.ts): the descriptors it opened as root, the identity it
+ *   switched to and the -T file= it opened.
+ * Both carry the program name as invoked and the enabled trace events. A later image does
+ * not read the -T events file again: its working directory or its user may no longer allow
+ * it, and its warnings were printed once already.
+ *
+ * bin/qemu-pr-helper, the shell script that runs before any image, cannot write JSON
+ * safely; it keeps setting its two plain variables (SCRIPT_ARGV0_VARIABLE,
+ * INHERITED_FDS_VARIABLE). Only an image started without an envelope reads them, and it
+ * folds what later images need into the envelope it passes on.
  */
 
 export const HANDOFF_VARIABLE = 'QEMU_PR_HELPER_HANDOFF';
+/** Set by bin/qemu-pr-helper: the program name as invoked ($0). */
+export const SCRIPT_ARGV0_VARIABLE = 'QEMU_PR_HELPER_ARGV0';
+/** Set by bin/qemu-pr-helper: the descriptors it inherited besides stdio. */
+export const INHERITED_FDS_VARIABLE = 'QEMU_PR_HELPER_INHERITED_FDS';
 
+/** What the first image opened as root and switched to, for the re-executed image. */
 export interface Handoff {
   /** The listening socket. */
   listenFd: number;
@@ -29,10 +48,34 @@ export interface Handoff {
   kept: bigint;
 }
 
-export class HandoffError extends Error {}
+/** From the -d launcher to the daemon. */
+export interface DaemonEnvelope {
+  image: 'daemon';
+  program: string;
+  traceEvents: string[];
+  /** Where the daemon writes READY_MESSAGE once it serves (src/daemon/launcher.ts). */
+  readyFd: number;
+}
 
-export function encodeHandoff(handoff: Handoff): string {
-  return JSON.stringify({ ...handoff, kept: handoff.kept.toString(16) });
+/** From the first image to the one it re-executes with fewer privileges. */
+export interface DroppedEnvelope {
+  image: 'dropped';
+  program: string;
+  traceEvents: string[];
+  /** The open -T file=, or null: stderr. */
+  traceFd: number | null;
+  handoff: Handoff;
+}
+
+export type Envelope = DaemonEnvelope | DroppedEnvelope;
+
+export class HandoffError extends Error {
+  override name = 'HandoffError';
+}
+
+export function encodeEnvelope(envelope: Envelope): string {
+  if (envelope.image === 'daemon') return JSON.stringify(envelope);
+  return JSON.stringify({ ...envelope, handoff: { ...envelope.handoff, kept: envelope.handoff.kept.toString(16) } });
 }
 
 const isFd = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 31;
@@ -40,20 +83,49 @@ const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInte
 /** An inode or device number (st_ino, st_dev). */
 const isInode = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isPath = (v: unknown): v is string => typeof v === 'string' && v.startsWith('/') && !v.includes('\0');
+/** Not stdio: the -T file= is one the first image opened. */
+const isTraceFd = (v: unknown): v is number => isFd(v) && v > 2;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Parses and validates the variable's text; throws HandoffError naming the bad field. */
-export function decodeHandoff(text: string): Handoff {
+const bad = (field: string): never => {
+  throw new HandoffError(`${HANDOFF_VARIABLE} has an invalid ${field}`);
+};
+
+/**
+ * Parses and validates the variable's text; throws HandoffError naming the bad field.
+ * Only trace event names in `knownEvents` are accepted.
+ */
+export function decodeEnvelope(text: string, knownEvents: readonly string[]): Envelope {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
     throw new HandoffError(`${HANDOFF_VARIABLE} is not valid JSON`);
   }
-  if (typeof raw !== 'object' || raw === null) throw new HandoffError(`${HANDOFF_VARIABLE} is not an object`);
-  const r = raw as Record<string, unknown>;
-  const bad = (field: string): never => {
-    throw new HandoffError(`${HANDOFF_VARIABLE} has an invalid ${field}`);
-  };
+  if (!isObject(raw)) throw new HandoffError(`${HANDOFF_VARIABLE} is not an object`);
+  const program = raw['program'];
+  if (typeof program !== 'string' || program.includes('\0')) bad('program');
+  const events = raw['traceEvents'];
+  if (!Array.isArray(events) || !events.every((e): e is string => typeof e === 'string' && knownEvents.includes(e))) {
+    bad('traceEvents');
+  }
+  const common = { program: program as string, traceEvents: events as string[] };
+  switch (raw['image']) {
+    case 'daemon':
+      if (!isFd(raw['readyFd'])) bad('readyFd');
+      return { image: 'daemon', ...common, readyFd: raw['readyFd'] as number };
+    case 'dropped': {
+      const traceFd = raw['traceFd'] ?? null;
+      if (traceFd !== null && !isTraceFd(traceFd)) bad('traceFd');
+      if (!isObject(raw['handoff'])) bad('handoff');
+      return { image: 'dropped', ...common, traceFd: traceFd as number | null, handoff: decodeHandoff(raw['handoff'] as Record<string, unknown>) };
+    }
+    default:
+      return bad('image');
+  }
+}
+
+function decodeHandoff(r: Record<string, unknown>): Handoff {
   if (!isFd(r['listenFd'])) bad('listenFd');
   const createdPath = r['createdPath'] ?? null;
   if (createdPath !== null && !isPath(createdPath)) bad('createdPath');
@@ -63,11 +135,11 @@ export function decodeHandoff(text: string): Handoff {
   if (socketDev !== null && !isInode(socketDev)) bad('socketDev');
   let pidfile: Handoff['pidfile'] = null;
   if (r['pidfile'] !== null && r['pidfile'] !== undefined) {
-    const p = r['pidfile'] as Record<string, unknown>;
-    if (typeof p !== 'object' || !isFd(p['fd']) || !isPath(p['path']) || !isInode(p['dev']) || !isInode(p['inode'])) {
-      bad('pidfile');
+    const p = r['pidfile'];
+    if (!isObject(p) || !isFd(p['fd']) || !isPath(p['path']) || !isInode(p['dev']) || !isInode(p['inode'])) {
+      return bad('pidfile');
     }
-    pidfile = { fd: p['fd'] as number, path: p['path'] as string, dev: p['dev'] as number, inode: p['inode'] as number };
+    pidfile = { fd: p['fd'], path: p['path'], dev: p['dev'], inode: p['inode'] };
   }
   const readyFd = r['readyFd'] ?? null;
   if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
@@ -96,4 +168,10 @@ export function decodeHandoff(text: string): Handoff {
     gid: r['gid'] as number,
     kept: BigInt(`0x${r['kept'] as string}`),
   };
+}
+
+/** bin/qemu-pr-helper's list of inherited descriptors: numbers above stdio, anything else ignored. */
+export function parseInheritedFds(text: string | undefined): number[] {
+  if (text === undefined) return [];
+  return text.split(/\s+/).filter((s) => /^[0-9]+$/.test(s)).map(Number).filter((fd) => fd > 2 && fd < 2 ** 31);
 }

@@ -8,8 +8,6 @@
  */
 import { spawn, type StdioOptions } from 'node:child_process';
 
-/** Set in the daemon's environment: the fd of its readiness pipe. */
-export const READY_FD_VARIABLE = 'QEMU_PR_HELPER_READY_FD';
 /** What the daemon writes on that pipe once it serves. */
 export const READY_MESSAGE = 'READY\n';
 
@@ -17,7 +15,8 @@ export interface DaemonLaunch {
   execPath: string;
   /** Node options, script and the helper's own arguments. */
   args: readonly string[];
-  env: NodeJS.ProcessEnv;
+  /** The daemon's environment, given the fd of its readiness pipe (src/daemon/handoff.ts). */
+  envFor: (readyFd: number) => NodeJS.ProcessEnv;
   /** Inherited descriptors to pass on under the same numbers (libvirt-style fds). */
   inheritedFds: readonly number[];
   /** Called with the daemon's stderr output until it is ready. */
@@ -40,7 +39,7 @@ export function launchDaemon(launch: DaemonLaunch): Promise<LaunchResult> {
   const child = spawn(launch.execPath, launch.args, {
     detached: true,
     stdio,
-    env: { ...launch.env, [READY_FD_VARIABLE]: String(readyFd) },
+    env: launch.envFor(readyFd),
   });
   return new Promise((resolve) => {
     let ready = false;

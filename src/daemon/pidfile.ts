@@ -21,7 +21,7 @@ import {
   constants as fsConstants,
 } from 'node:fs';
 import { tryWriteLock } from '../sys/lock.js';
-import { describeErrno, SyscallError } from '../sys/errors.js';
+import { errnoText } from '../sys/errors.js';
 import {
   identityOf, isSameFile, unlinkIfSame, withStagingName, StagingNamesTakenError, type FileIdentity,
 } from '../sys/staging.js';
@@ -32,16 +32,12 @@ export interface PidFile extends FileIdentity {
 }
 
 /** A start-up failure, with the text to print. */
-export class PidFileError extends Error {}
+export class PidFileError extends Error {
+  override name = 'PidFileError';
+}
 
 const PIDFILE_MODE = 0o644;
 const MAX_ATTEMPTS = 100;
-
-function reason(error: unknown): string {
-  if (error instanceof SyscallError) return error.description;
-  if (error instanceof Error && 'errno' in error && typeof error.errno === 'number') return describeErrno(-error.errno);
-  return error instanceof Error ? error.message : String(error);
-}
 
 function codeOf(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
@@ -58,7 +54,7 @@ function createStaging(path: string): { fd: number; staging: string } {
     return withStagingName(path, (staging) => ({ fd: openSync(staging, flags, PIDFILE_MODE), staging }),
       (error) => codeOf(error) === 'EEXIST');
   } catch (error) {
-    const why = error instanceof StagingNamesTakenError ? error.message : reason(error);
+    const why = error instanceof StagingNamesTakenError ? error.message : errnoText(error);
     throw new PidFileError(`Could not create '${path}': ${why}`);
   }
 }
@@ -97,7 +93,7 @@ export function acquirePidFile(path: string, pid: number): PidFile {
   try {
     writeSync(fd, `${pid}\n`);
   } catch (error) {
-    fail(`Failed to write pid file '${path}': ${reason(error)}`);
+    fail(`Failed to write pid file '${path}': ${errnoText(error)}`);
   }
   const own = tryWriteLock(fd);
   if (own.kind !== 'locked') fail(`Cannot lock pid file '${path}': ${lockedBy(own.pid)}`);
@@ -107,12 +103,12 @@ export function acquirePidFile(path: string, pid: number): PidFile {
     try {
       current = openExisting(path);
     } catch (error) {
-      if (codeOf(error) !== 'ENOENT') fail(`Could not open '${path}': ${reason(error)}`);
+      if (codeOf(error) !== 'ENOENT') fail(`Could not open '${path}': ${errnoText(error)}`);
       try {
         linkSync(staging, path); // fails with EEXIST if another instance got there first
       } catch (linkError) {
         if (codeOf(linkError) === 'EEXIST') continue;
-        fail(`Could not create '${path}': ${reason(linkError)}`);
+        fail(`Could not create '${path}': ${errnoText(linkError)}`);
       }
       return placed();
     }
@@ -132,7 +128,7 @@ export function acquirePidFile(path: string, pid: number): PidFile {
       renameSync(staging, path);
     } catch (error) {
       if (current !== null) closeSync(current);
-      fail(`Could not replace '${path}': ${reason(error)}`);
+      fail(`Could not replace '${path}': ${errnoText(error)}`);
     }
     if (current !== null) closeSync(current); // releases the lock on the old, now unlinked, inode only
     return placed();
@@ -153,7 +149,7 @@ export function releasePidFile(pidfile: PidFile): string | null {
     if (isSameFile(pidfile.path, pidfile)) unlinkSync(pidfile.path);
   } catch (error) {
     if (codeOf(error) !== 'ENOENT') {
-      message = `Failed to remove pid file ${pidfile.path}: ${reason(error)}`;
+      message = `Failed to remove pid file ${pidfile.path}: ${errnoText(error)}`;
       try {
         ftruncateSync(pidfile.fd, 0);
         message += ' (emptied it instead)';

@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { dirname } from 'node:path';
 import { nameThisThread } from '../sys/fd.js';
+import { errorMessage } from '../util/error-message.js';
 import { openMpathCmd, openMpathPersist, type MpathCmd, type MpathPersist } from '../sys/mpathpersist.js';
 import { MPATH_ALLOCATION_LENGTH, MPATH_PRIN_RFSTAT_SA, MPATH_PR_SUCCESS } from './abi.js';
 import { decodeLibraryFullStatus } from './full-status.js';
@@ -28,7 +29,7 @@ try {
   const rc = lib.init();
   if (rc !== 0) throw new Error(`libmpathpersist_init() returned ${rc}`);
 } catch (error) {
-  parentPort?.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) });
+  parentPort?.postMessage({ type: 'failed', message: errorMessage(error) });
   process.exit(0);
 }
 parentPort?.postMessage({ type: 'ready' });

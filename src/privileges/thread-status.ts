@@ -19,7 +19,9 @@ export interface ThreadCredentials {
   noNewPrivs: boolean;
 }
 
-export class StatusFormatError extends Error {}
+export class StatusFormatError extends Error {
+  override name = 'StatusFormatError';
+}
 
 /** Parses the text of a status file; throws StatusFormatError if a needed line is missing. */
 export function parseThreadStatus(tid: number, text: string): ThreadCredentials {

@@ -14,7 +14,7 @@ import { Session, type PrRequest, type Step } from '../protocol/session.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { ScsiOutcome } from '../scsi/constants.js';
 import { FdWatcher, type Readiness } from '../sys/poll.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage } from '../util/error-message.js';
 import type { ConnectionInfo, DeviceInfo, ServerObserver } from './events.js';
 import { describeDevice } from './device-info.js';
 import type { FastPath, FastPathClient, FastPathTicket } from './fast-path.js';

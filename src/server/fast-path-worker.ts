@@ -17,7 +17,7 @@ import { MessageReceiver, bytesAvailable } from '../sys/socket.js';
 import { SgIoArea, runSgIoHere } from '../sys/sgio.js';
 import { closeFd, nameThisThread, threadId } from '../sys/fd.js';
 import { SGIO_THREAD_NAME } from '../sys/sgio-control.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage } from '../util/error-message.js';
 import {
   Flag, Owner, WorkerControl, stateWord, tagGeneration, tagSlot, type Handback, type ReceivedChunk, type WorkerData, type WorkerMessage,
 } from './fast-path-shared.js';

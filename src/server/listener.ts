@@ -12,7 +12,7 @@
 import { lstatSync, renameSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { closeFd, setCloseOnExec, setNonBlocking } from '../sys/fd.js';
-import { describeErrno, SyscallError } from '../sys/errors.js';
+import { errnoText, SyscallError } from '../sys/errors.js';
 import {
   acceptConnection, bindUnix, fitsSunPath, listenSocket, socketInfo, unixStreamSocket,
   SocketPathTooLongError,
@@ -50,14 +50,6 @@ export interface ListenerInfo {
    * `publish`): it is renamed to createdPath later, by publishListener or the janitor.
    */
   staging?: string | null;
-}
-
-function errnoOf(error: unknown): string {
-  if (error instanceof SyscallError) return error.description;
-  if (error instanceof Error && 'errno' in error && typeof error.errno === 'number') {
-    return describeErrno(-error.errno);
-  }
-  return error instanceof Error ? error.message : String(error);
 }
 
 function tooLong(path: string): ListenError {
@@ -108,7 +100,7 @@ export function publishListener(info: ListenerInfo): void {
     if (!isSameFile(staging, ours)) throw new Error(`its temporary socket ${staging} was replaced by another process`);
     renameSync(staging, info.createdPath);
   } catch (error) {
-    throw new ListenError(`Failed to bind socket to ${info.createdPath}: ${errnoOf(error)}`, null, { cause: error });
+    throw new ListenError(`Failed to bind socket to ${info.createdPath}: ${errnoText(error)}`, null, { cause: error });
   }
   info.staging = null;
 }
@@ -147,7 +139,7 @@ export function listenOnPath(path: string, { publish = true }: { publish?: boole
   } catch (error) {
     closeFd(fd);
     if (error instanceof SocketPathTooLongError) throw tooLong(path);
-    const why = error instanceof StagingNamesTakenError ? error.message : errnoOf(error);
+    const why = error instanceof StagingNamesTakenError ? error.message : errnoText(error);
     throw new ListenError(`Failed to bind socket to ${path}: ${why}`, null, { cause: error });
   }
 }
@@ -172,7 +164,7 @@ export function adoptListeningSocket(
   try {
     info = socketInfo(fd);
   } catch (error) {
-    throw new ListenError(`${context}: Unable to query remote socket address: ${errnoOf(error)}`);
+    throw new ListenError(`${context}: Unable to query remote socket address: ${errnoText(error)}`);
   }
   if (!info.stream) throw new ListenError(`${context}: fd ${fd} is not a stream socket`);
   if (!info.listening) throw new ListenError(`${context}: fd ${fd} is not a listening socket`);
@@ -195,7 +187,7 @@ function removeOwnSocket(info: ListenerInfo): string | null {
     return null;
   } catch (error) {
     if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return null;
-    return `Failed to unlink socket ${path}: ${errnoOf(error)}`;
+    return `Failed to unlink socket ${path}: ${errnoText(error)}`;
   }
 }
 
@@ -212,7 +204,7 @@ export function claimActivatedFds(count: number): void {
     try {
       setCloseOnExec(fd);
     } catch (error) {
-      throw new ListenError(`Socket activation failed: invalid file descriptor fd = ${fd}: ${errnoOf(error)}`);
+      throw new ListenError(`Socket activation failed: invalid file descriptor fd = ${fd}: ${errnoText(error)}`);
     }
   }
 }
@@ -261,7 +253,7 @@ export class Acceptor {
       try {
         fd = acceptConnection(this.#info.fd);
       } catch (error) {
-        this.#deps.onError(`Unable to accept a connection: ${errnoOf(error)}`);
+        this.#deps.onError(`Unable to accept a connection: ${errnoText(error)}`);
         // Level-triggered: without a pause, a full fd table would spin the loop.
         this.#watcher.set({ readable: false, writable: false });
         this.#backoff = setTimeout(() => {

@@ -10,7 +10,7 @@ import { PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import { closeFd } from '../sys/fd.js';
 import { SyscallError, peerGoneErrno } from '../sys/errors.js';
 import { MessageReceiver, queuedBytes, sendBytes, shutdownReading } from '../sys/socket.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage } from '../util/error-message.js';
 
 /** Why a connection must close: the text the log shows, and whether the peer ended it. */
 export interface Failure {

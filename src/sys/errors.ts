@@ -1,5 +1,6 @@
 import { constants } from 'node:os';
 import { libc } from './libc.js';
+import { errorMessage } from '../util/error-message.js';
 
 const ERRNO_NAMES = new Map<number, string>();
 for (const [name, value] of Object.entries(constants.errno)) {
@@ -67,4 +68,21 @@ export class SyscallError extends Error {
     this.errno = errno;
     this.code = errnoCode(errno);
   }
+}
+
+/** strerror(3) text for a failed Node fs call (its `code`), as the reference prints it. */
+export function strerrorOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const errno = (constants.errno as Record<string, number | undefined>)[code];
+  return errno === undefined ? String(error) : describeErrno(errno);
+}
+
+/**
+ * strerror(3) text for a failed call: a SyscallError's, or that of a Node error carrying
+ * its (negative) errno; any other error's message.
+ */
+export function errnoText(error: unknown): string {
+  if (error instanceof SyscallError) return error.description;
+  if (error instanceof Error && 'errno' in error && typeof error.errno === 'number') return describeErrno(-error.errno);
+  return errorMessage(error);
 }

@@ -1,5 +1,5 @@
 /**
- * Signal dispositions, for the moment before the privilege drop's execve (src/cli/main.ts).
+ * Signal dispositions, for the moment before the privilege drop's execve (src/images/first.ts).
  * Node's own handlers cannot be removed from JavaScript without closing libuv's handles.
  */
 import { constants } from 'node:os';

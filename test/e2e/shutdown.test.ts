@@ -1,5 +1,5 @@
 /**
- * Shutdown with a request that never returns (src/cli/main.ts): on SIGTERM the helper stops
+ * Shutdown with a request that never returns (src/images/serve.ts): on SIGTERM the helper stops
  * accepting and answers what is executing, but a request still executing after the SG_IO
  * timeout (--io-timeout) plus 5 s makes it print
  * `Exiting with N request(s) still executing after the I/O timeout` and exit 0 at once.
@@ -27,7 +27,7 @@ import { PR_IN, STATUS, parseReadKeys, senseTriple } from './lib/pr.js';
 
 const skip = skipReason(2);
 const IO_TIMEOUT_S = 2;
-/** src/cli/main.ts SHUTDOWN_GRACE_MS */
+/** src/images/serve.ts SHUTDOWN_GRACE_MS */
 const GRACE_MS = 5000;
 /** Timer and process-exit slack below IO_TIMEOUT + GRACE; the upper bound on the exit. */
 const EARLY_SLACK_MS = 500;

@@ -14,7 +14,7 @@ import { readThreadCredentials } from '../../src/privileges/verify.js';
 import type { ThreadCredentials } from '../../src/privileges/thread-status.js';
 import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
 import { closeFd } from '../../src/sys/fd.js';
-import { encodeHandoff } from '../../src/daemon/handoff.js';
+import { encodeEnvelope, HANDOFF_VARIABLE } from '../../src/daemon/handoff.js';
 import { findMpathLibrary } from '../../src/mpath/library.js';
 
 const SETPRIV = '/usr/bin/setpriv';
@@ -166,13 +166,16 @@ describe('fail closed', { skip: notRoot || noSetpriv }, () => {
     const listener = unixStreamSocket();
     bindUnix(listener, socketPath);
     listenSocket(listener, 4);
-    const handoff = encodeHandoff({
-      listenFd: 3, createdPath: socketPath, socketDev: null, socketInode: null, pidfile: null, readyFd: null,
-      uid: NOBODY, gid: NOGROUP, kept: RAWIO,
+    const handoff = encodeEnvelope({
+      image: 'dropped', program: 'qemu-pr-helper', traceEvents: [], traceFd: null,
+      handoff: {
+        listenFd: 3, createdPath: socketPath, socketDev: null, socketInode: null, pidfile: null, readyFd: null,
+        uid: NOBODY, gid: NOGROUP, kept: RAWIO,
+      },
     });
     const r = await refusal({
       socketPath, extraFds: [listener], args: ['-k', socketPath],
-      env: { ...process.env, QEMU_PR_HELPER_HANDOFF: handoff },
+      env: { ...process.env, [HANDOFF_VARIABLE]: handoff },
     });
     closeFd(listener);
     assert.equal(r.code, 1);

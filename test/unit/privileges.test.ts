@@ -6,7 +6,6 @@ import {
 } from '../../src/privileges/thread-status.js';
 import { expectedAfterDrop, reviewUnprivileged, targetId } from '../../src/privileges/policy.js';
 import { CAP_SYS_ADMIN, CAP_SYS_RAWIO, capabilitiesIn, describeMask, maskOf } from '../../src/privileges/capabilities.js';
-import { decodeHandoff, encodeHandoff, HandoffError, type Handoff } from '../../src/daemon/handoff.js';
 
 const RAWIO = maskOf([CAP_SYS_RAWIO]);
 
@@ -135,48 +134,5 @@ describe('-u/-g targets (spec §1.4)', () => {
     assert.deepEqual(capabilitiesIn(0x220000n), [17, 21]);
     assert.equal(describeMask(0n), 'none');
     assert.equal(describeMask(1n << 40n), 'cap_checkpoint_restore');
-  });
-});
-
-describe('re-exec handoff', () => {
-  const sample: Handoff = {
-    listenFd: 18, createdPath: '/run/qemu-pr-helper.sock', socketDev: 64768, socketInode: 123456, readyFd: null,
-    pidfile: { fd: 19, path: '/run/qemu-pr-helper.pid', dev: 64768, inode: 99 }, uid: 65534, gid: 4294967294, kept: RAWIO,
-  };
-
-  test('round trip', () => {
-    assert.deepEqual(decodeHandoff(encodeHandoff(sample)), sample);
-    const activated = { ...sample, createdPath: null, socketDev: null, socketInode: null, pidfile: null, readyFd: 4 };
-    assert.deepEqual(decodeHandoff(encodeHandoff(activated)), activated);
-    const withJanitor = { ...sample, janitorFd: 20, janitorAnswerFd: 21, socketStaging: '/run/.qemu-pr-helper.sock.AbCd~' };
-    assert.deepEqual(decodeHandoff(encodeHandoff(withJanitor)), withJanitor);
-  });
-
-  test('every malformed field is rejected by name', () => {
-    const text = encodeHandoff(sample);
-    const cases: [Record<string, unknown>, string][] = [
-      [{ listenFd: -1 }, 'listenFd'], [{ listenFd: 1.5 }, 'listenFd'], [{ createdPath: 'relative' }, 'createdPath'],
-      [{ socketInode: 'x' }, 'socketInode'], [{ socketDev: -1 }, 'socketDev'], [{ pidfile: { fd: 3, path: '/p' } }, 'pidfile'],
-      [{ pidfile: { fd: 3, path: '/p', inode: 1 } }, 'pidfile'],
-      [{ readyFd: '3' }, 'readyFd'], [{ uid: 2 ** 32 }, 'uid'], [{ gid: -1 }, 'gid'], [{ kept: 'xyz' }, 'kept'],
-      [{ janitorFd: -2 }, 'janitorFd'], [{ janitorAnswerFd: 'x' }, 'janitorAnswerFd'], [{ socketStaging: 'rel~' }, 'socketStaging'],
-    ];
-    for (const [patch, field] of cases) {
-      const broken = JSON.stringify({ ...JSON.parse(text), ...patch });
-      assert.throws(() => decodeHandoff(broken), (e: unknown) => e instanceof HandoffError && e.message.includes(field), field);
-    }
-    assert.throws(() => decodeHandoff('{'), HandoffError);
-    assert.throws(() => decodeHandoff('null'), HandoffError);
-  });
-
-  test('arbitrary text never escapes as anything but HandoffError', () => {
-    fc.assert(fc.property(fc.oneof(fc.string(), fc.json()), (text) => {
-      try {
-        decodeHandoff(text);
-      } catch (error) {
-        return error instanceof HandoffError;
-      }
-      return true;
-    }));
   });
 });

@@ -1,7 +1,7 @@
 /**
  * -T as QEMU 7.2 parses and applies it (spec §7.1): QemuOpts grammar, event patterns, the
  * events file (with the §9 item 21 fix), the file= template; then the trace points' lines
- * and the hand-off between images. Expected texts were taken from /usr/bin/qemu-pr-helper
+ * (the hand-off between images: test/unit/handoff.test.ts). Expected texts were taken from /usr/bin/qemu-pr-helper
  * (test/integration/trace.test.ts compares the running binaries).
  */
 import { test, describe } from 'node:test';
@@ -14,7 +14,6 @@ import {
 } from '../../src/trace/options.js';
 import { TRACE_EVENT_NAMES } from '../../src/trace/events.js';
 import { Tracer, fileTraceSink, type TraceSink } from '../../src/trace/tracer.js';
-import { decodeTraceHandoff, encodeTraceHandoff, TraceHandoffError } from '../../src/trace/handoff.js';
 import { createPipe } from '../../src/sys/fd.js';
 import type { SgIoResult } from '../../src/sys/sgio.js';
 import type { PrRequest } from '../../src/protocol/session.js';
@@ -329,17 +328,6 @@ describe('trace points (log backend lines)', () => {
       assert.equal(readFileSync(path, 'utf8'), 'a 1\nb 2\n');
     } finally {
       rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-describe('trace hand-off between images', () => {
-  test('round trip, and strict validation', () => {
-    const h = { events: ['prh_request', 'socket_listen'], fd: 7 };
-    assert.deepEqual(decodeTraceHandoff(encodeTraceHandoff(h), TRACE_EVENT_NAMES), h);
-    assert.deepEqual(decodeTraceHandoff('{"events":[]}', TRACE_EVENT_NAMES), { events: [], fd: null });
-    for (const bad of ['', '[]', 'null', '{"events":["nosuch"]}', '{"events":"prh_request"}', '{"events":[],"fd":2}', '{"events":[],"fd":1.5}']) {
-      assert.throws(() => decodeTraceHandoff(bad, TRACE_EVENT_NAMES), TraceHandoffError, bad);
     }
   });
 });

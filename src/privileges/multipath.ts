@@ -1,0 +1,98 @@
+/**
+ * Multipath and CAP_SYS_ADMIN (spec §2, §5): where libmpathpersist is, whether the helper
+ * keeps CAP_SYS_ADMIN for it, and what it says when PR commands on dm-multipath devices
+ * cannot work.
+ */
+import { existsSync } from 'node:fs';
+import type { Logger } from '../log/logger.js';
+import { findMpathLibrary, MpathLibrary, mpathLibraryAbi } from '../mpath/library.js';
+import { errorMessage } from '../util/error-message.js';
+import { CAP_SYS_ADMIN, maskOf } from './capabilities.js';
+import { keptCapabilities } from './policy.js';
+import { distrust } from './trust.js';
+
+/** Names the libmpathpersist to load instead of the installed one. */
+export const MPATH_LIBRARY_VARIABLE = 'QEMU_PR_HELPER_MPATH_LIBRARY';
+
+const ADMIN = maskOf([CAP_SYS_ADMIN]);
+
+export interface MultipathSupport {
+  /** Where libmpathpersist is, or null. */
+  library: string | null;
+  /** QEMU_PR_HELPER_MPATH_LIBRARY as given, if it was. */
+  override: string | undefined;
+  /** Why that override is not loaded with privileges, or null. */
+  overrideDistrust: string | null;
+}
+
+/**
+ * Looks for libmpathpersist. QEMU_PR_HELPER_MPATH_LIBRARY is honoured only for a file that
+ * only root can change. A missing one means "no library".
+ */
+export function findMultipathSupport(env: NodeJS.ProcessEnv): MultipathSupport {
+  const override = env[MPATH_LIBRARY_VARIABLE];
+  const overrideDistrust = override !== undefined && existsSync(override) ? distrust(override) : null;
+  return { library: overrideDistrust === null ? findMpathLibrary(override) : null, override, overrideDistrust };
+}
+
+/**
+ * The capabilities a root start keeps for target uid `uid`. CAP_SYS_ADMIN only for uid 0:
+ * with -u to another user, multipathd refuses the library's key updates and the path
+ * devices are root's, while CAP_SYS_ADMIN would give that user nearly all of root's power
+ * (README "Threat model").
+ */
+export function keptAsRoot(support: MultipathSupport, uid: number): bigint {
+  return keptCapabilities(support.library !== null && uid === 0);
+}
+
+/**
+ * The capabilities a non-root start must hold, given its main thread's effective set:
+ * CAP_SYS_ADMIN is accepted, and multipath enabled, only with the library installed.
+ */
+export function keptUnprivileged(support: MultipathSupport, effective: bigint): bigint {
+  return keptCapabilities(support.library !== null && (effective & ADMIN) !== 0n);
+}
+
+/**
+ * Returns the opener the executor calls on the first multipath request (spec §5; never a
+ * PR down a single path of a multipath map). A host without multipath devices is told
+ * nothing at the default level: -v says at start what multipath would do, and a reason it
+ * cannot work is a warning when the first multipath fd arrives (once).
+ */
+export function multipathOpener(
+  support: MultipathSupport, log: Logger, uid: number, kept: bigint,
+): () => Promise<MpathLibrary | null> {
+  const path = support.library;
+  const refuse = (reason: string) => {
+    log.info(`multipath: PR commands on dm-multipath devices would be refused: ${reason}`);
+    return (): Promise<MpathLibrary | null> => {
+      log.warning(`warning: a PR command arrived on a dm-multipath device, but ${reason}: PR commands on dm-multipath devices are refused`);
+      return Promise.resolve(null);
+    };
+  };
+  if (path === null && support.overrideDistrust !== null) {
+    return refuse(`${MPATH_LIBRARY_VARIABLE}=${support.override ?? ''} is not loaded with privileges: ${support.overrideDistrust}`);
+  }
+  if (path === null) {
+    return refuse('libmpathpersist.so.0 is not installed ' +
+      '(Debian/Ubuntu: apt-get install multipath-tools; RHEL/Fedora: device-mapper-multipath-libs)');
+  }
+  if ((kept & ADMIN) === 0n) {
+    return refuse(uid !== 0
+      ? 'with -u to a user other than root the helper does not keep CAP_SYS_ADMIN, which libmpathpersist needs ' +
+        '(and multipathd takes key updates only from uid 0); run without -u for multipath'
+      : 'libmpathpersist needs CAP_SYS_ADMIN, which this helper was not given');
+  }
+  log.info(`multipath: ${path} (${mpathLibraryAbi(path) ?? 'unknown ABI'}), loaded on the first multipath request`);
+  return () => {
+    if (uid !== 0) log.warning('warning: multipathd accepts key updates only from uid 0; with -u it will not track reservation keys');
+    return MpathLibrary.open(path, log.journal).then((library) => {
+      log.info(`multipath: libmpathpersist initialised (${path})`);
+      return library;
+    }, (error: unknown) => {
+      log.warning(`warning: libmpathpersist (${path}) cannot be used: ${errorMessage(error)}; ` +
+        'PR commands on dm-multipath devices will be refused');
+      return null;
+    });
+  };
+}
