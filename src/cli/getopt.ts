@@ -1,5 +1,5 @@
 /**
- * GNU getopt_long, as glibc 2.36 behaves (spec §1.1): permutation (unless POSIXLY_CORRECT),
+ * GNU getopt_long, as glibc 2.36 behaves (docs/protocol.md §1.1): permutation (unless POSIXLY_CORRECT),
  * clustered short options, attached or separate arguments, `--name=value` and `--name
  * value`, unambiguous prefixes of long names, `--` ending the options, and glibc's exact
  * error texts. The helper's command line and the diagnostic client's both use it. Pure: it

@@ -1,4 +1,4 @@
-/** --help and --version texts (spec §1.1). */
+/** --help and --version texts (docs/protocol.md §1.1). */
 import { PR_HELPER_FEATURE_CLEANUP } from '../protocol/constants.js';
 
 export const DEFAULT_STATE_DIR = '/var';

@@ -1,6 +1,6 @@
 /**
  * Entry point: parse the command line, listen (or adopt systemd's socket), drop privileges,
- * serve until SIGTERM/SIGINT/SIGHUP, then finish executing requests and exit 0 (spec §1.5,
+ * serve until SIGTERM/SIGINT/SIGHUP, then finish executing requests and exit 0 (docs/protocol.md §1.5,
  * §1.8). The only module of the helper that acts when imported, besides the worker
  * threads' entry modules and src/privileges/no-inspector.ts, which it imports first.
  *
@@ -34,12 +34,12 @@ import { secondImage } from '../images/second.js';
 import { StopSignals, type Invocation } from '../images/startup.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
-// (ecosystem.md D.5 item 4). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
+// (docs/internals.md#stderr-may-be-a-closed-pipe). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
 process.stdout.on('error', () => undefined);
 process.stderr.on('error', () => undefined);
 
 // Installed before anything else, as the reference does: SIGHUP terminates, it does not
-// reload (spec §1.8).
+// reload (docs/protocol.md §1.8).
 const stopSignals = new StopSignals();
 stopSignals.install();
 

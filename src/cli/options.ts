@@ -1,5 +1,5 @@
 /**
- * The helper's command line (spec §1.1-1.4): what each option does, processed in order as
+ * The helper's command line (docs/protocol.md §1.1-1.4): what each option does, processed in order as
  * the reference does (so `-h` after a bad option never runs). Pure: lookups are injected.
  */
 import { getoptLong, type LongOption } from './getopt.js';
@@ -17,7 +17,7 @@ export interface Options {
   daemonize: boolean;
   uid: number | null;
   gid: number | null;
-  /** QEMU `verbose`: 0 with -q, else min(1 + count of -v, 3) (spec §1.3). */
+  /** QEMU `verbose`: 0 with -q, else min(1 + count of -v, 3) (docs/protocol.md §1.3). */
   verbosity: number;
   /** QEMU `noisy`: -vv or more without -q. */
   noisy: boolean;
@@ -27,7 +27,7 @@ export interface Options {
   allowGids: number[] | null;
   /** --log-keys: print reservation keys in full in the -v request lines. */
   logKeys: boolean;
-  /** What the -T options enabled, and the last file= (spec §7). */
+  /** What the -T options enabled, and the last file= (docs/protocol.md §7). */
   trace: TraceSettings;
 }
 
@@ -166,7 +166,7 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
         loglevel++;
         break;
       case 'T': {
-        // Applied at once, during parsing, as the reference does (spec §1.1): `-T help`
+        // Applied at once, during parsing, as the reference does (docs/protocol.md §1.1): `-T help`
         // exits before later options are read, and its warnings come out in order.
         const step = applyTraceOption(options.trace, arg, traceContext);
         if (step.kind === 'exit') return { ...step, stderr: `${warnings}${step.stderr}` };

@@ -1,6 +1,6 @@
 /**
  * One connection to a running helper, used exactly as QEMU's pr-manager-helper uses it
- * (spec §3, §6): read the helper's feature word, answer in a sendmsg of its own, then send
+ * (docs/protocol.md §3, §6): read the helper's feature word, answer in a sendmsg of its own, then send
  * the 16-byte CDB with the device fd as SCM_RIGHTS on the same sendmsg, the PR OUT parameter
  * list after it, and read the 104-byte header and the data.
  *
@@ -96,7 +96,7 @@ export class HelperConnection {
     try {
       const greeting = await connection.#read(HANDSHAKE_SIZE, "reading the helper's feature word");
       connection.features = new DataView(greeting.buffer, greeting.byteOffset, HANDSHAKE_SIZE).getUint32(0);
-      // Answer the subset we understand, big-endian, in its own sendmsg (spec §3.2, §3.3).
+      // Answer the subset we understand, big-endian, in its own sendmsg (docs/protocol.md §3.2, §3.3).
       connection.reply = (connection.features & CLIENT_FEATURES) >>> 0;
       const answer = new Uint8Array(HANDSHAKE_SIZE);
       new DataView(answer.buffer, answer.byteOffset, answer.byteLength).setUint32(0, connection.reply);
@@ -117,7 +117,7 @@ export class HelperConnection {
     const status = dv.getInt32(RESPONSE_RESULT_OFFSET);
     const size = dv.getInt32(RESPONSE_SIZE_OFFSET);
     const sense = header.slice(RESPONSE_SENSE_OFFSET, RESPONSE_HEADER_SIZE);
-    // QEMU asserts sz <= dxfer_len (unsigned) for PR IN and sz == 0 otherwise (spec §6).
+    // QEMU asserts sz <= dxfer_len (unsigned) for PR IN and sz == 0 otherwise (docs/protocol.md §6).
     if (size < 0 || size > request.maxData) {
       const limit = request.maxData === 0 ? 'none are allowed for this command' : `the allocation length is ${request.maxData}`;
       throw new HelperProtocolError(`${size} data bytes, but ${limit} (QEMU would abort)`);

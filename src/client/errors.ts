@@ -34,7 +34,7 @@ export class HelperTimeoutError extends Error {
   }
 }
 
-/** The helper answered something QEMU's client would reject or abort on (spec §6). */
+/** The helper answered something QEMU's client would reject or abort on (docs/protocol.md §6). */
 export class HelperProtocolError extends Error {
   constructor(detail: string) {
     super(`The helper sent an invalid response: ${detail}`);

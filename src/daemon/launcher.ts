@@ -1,5 +1,5 @@
 /**
- * -d without the reference's lifecycle bug (spec §1.5 step 8, §9 item 16). Node cannot
+ * -d without the reference's lifecycle bug (docs/protocol.md §1.5 step 8, §9 item 16). Node cannot
  * fork, so the launching process starts the daemon as a new process in its own session
  * (setsid, stdin/stdout on /dev/null, like daemon(3)), relays the daemon's start-up errors,
  * and exits only when the daemon reports that it accepts connections (0) or has failed

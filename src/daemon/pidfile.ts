@@ -1,5 +1,5 @@
 /**
- * The pid file (-f, or -d's default), without the reference's lifecycle bugs (spec §1.7,
+ * The pid file (-f, or -d's default), without the reference's lifecycle bugs (docs/protocol.md §1.7,
  * §9 item 16):
  * - readers never see it empty or half written: the pid goes into a temporary file in the
  *   same directory, which is then linked (new file) or renamed (existing file) into place;

@@ -1,15 +1,15 @@
 /**
- * The contract every executor honours (spec §3.7):
+ * The contract every executor honours (docs/protocol.md §3.7):
  * - `execute` never rejects for a SCSI failure: every device or OS error is a ScsiOutcome
  *   (status + sense). A rejection means a bug, and the connection is dropped.
  * - the request's fd is the executor's: it is closed, through an FdCloser, before the
- *   promise settles, whether it fulfils or rejects (spec §3.5 row 7: closed before the
+ *   promise settles, whether it fulfils or rejects (docs/protocol.md §3.5 row 7: closed before the
  *   response is sent).
  * - it never blocks the event loop; a slow device delays only its own request.
  * Response size limits are enforced when the response is encoded, whatever the outcome says.
  *
  * Every fd a client sent is closed through an FdCloser, never on the main thread: close()
- * may block too (README "Threat model").
+ * may block too (docs/security.md "Threat model").
  */
 import type { ScsiOutcome } from '../scsi/constants.js';
 import { Sense, checkCondition } from '../scsi/sense.js';
@@ -32,10 +32,10 @@ export interface FdCloser {
 
 /**
  * PR OUT and CLEANUP need a writable fd: the answer to give when `fd` is read-only (INVALID
- * COMMAND OPERATION CODE, as the reference answers: spec §9 item 13) or its mode cannot be
+ * COMMAND OPERATION CODE, as the reference answers: docs/protocol.md §9 item 13) or its mode cannot be
  * read (an I/O error); null when it is writable. This stands in for the kernel's own rule,
  * which CAP_SYS_RAWIO would bypass: a guest given a read-only disk must not change its
- * reservations (spec §3.7). Reads the access mode (fcntl) only: callable on any thread.
+ * reservations (docs/protocol.md §3.7). Reads the access mode (fcntl) only: callable on any thread.
  */
 export function refuseReadOnly(fd: number): ScsiOutcome | null {
   try {

@@ -1,6 +1,6 @@
 /**
- * Runs requests on a plain SCSI fd (not dm-multipath) with ioctl(SG_IO) (spec §3.7, §4).
- * Deviations from QEMU, each a fix listed in spec §9:
+ * Runs requests on a plain SCSI fd (not dm-multipath) with ioctl(SG_IO) (docs/protocol.md §3.7, §4).
+ * Deviations from QEMU, each a fix listed in docs/protocol.md §9:
  * - item 1: an explicit SG_IO timeout (default 30 s) instead of 1 ms;
  * - item 2: cmd_len from the operation code's group (10 for PR IN/OUT), not always 16;
  * - item 5: sense is zero-filled to 96 bytes on every path;
@@ -26,7 +26,7 @@ export interface SgIoRunner extends FdCloser {
 }
 
 export interface SgIoExecutorOptions {
-  /** SG_IO timeout in milliseconds (spec §9 item 1). */
+  /** SG_IO timeout in milliseconds (docs/protocol.md §9 item 1). */
   timeoutMs: number;
 }
 
@@ -44,14 +44,14 @@ export function commandBytes(cdb: Uint8Array): Uint8Array {
 export type SgIoPlan = { kind: 'run'; command: SgIoCommand } | { kind: 'answer'; outcome: ScsiOutcome };
 
 /**
- * The SG_IO command for `request` (spec §3.7), or its answer when none is needed. Reads the
+ * The SG_IO command for `request` (docs/protocol.md §3.7), or its answer when none is needed. Reads the
  * fd's access mode (fcntl) and nothing else: callable on any thread.
  */
 export function planSgIo(request: PrRequest, timeoutMs: number): SgIoPlan {
   switch (request.opcode) {
     case Opcode.PERSISTENT_RESERVE_IN:
       // The kernel always gets the full 8192-byte buffer; the device honours the CDB's own
-      // allocation length and the response is clipped to it (spec §3.7, §9 item 4).
+      // allocation length and the response is clipped to it (docs/protocol.md §3.7, §9 item 4).
       return {
         kind: 'run',
         command: { cdb: commandBytes(request.cdb), direction: 'from-device', transferLength: PR_HELPER_DATA_SIZE, timeoutMs },
@@ -68,7 +68,7 @@ export function planSgIo(request: PrRequest, timeoutMs: number): SgIoPlan {
       };
     }
     case PR_HELPER_CLEANUP:
-      // Nothing to clean up on a non-multipath device: GOOD without I/O (spec §3.7).
+      // Nothing to clean up on a non-multipath device: GOOD without I/O (docs/protocol.md §3.7).
       return { kind: 'answer', outcome: refuseReadOnly(request.fd) ?? GOOD };
     default:
       throw new Error(`Cannot execute operation code ${request.opcode}: not validated`);
@@ -122,7 +122,7 @@ export class SgIoExecutor implements ScsiExecutor {
 /**
  * Executes `request` synchronously on this thread (a fast-path worker), `run` doing the
  * ioctl. As with ScsiExecutor.execute, the fd is closed before the answer exists: the
- * reference closes it before it responds (spec §3.5 row 7).
+ * reference closes it before it responds (docs/protocol.md §3.5 row 7).
  */
 export function executeHere(request: PrRequest, timeoutMs: number, run: (fd: number, command: SgIoCommand) => SgIoResult): ScsiOutcome {
   try {

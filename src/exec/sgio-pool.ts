@@ -1,7 +1,7 @@
 /**
  * Schedules SG_IO commands on dedicated threads we create (never the libuv threadpool,
  * which fs and dns share). A slow or hung device must cost other connections nothing
- * (spec §9 item 11), so the pool grows when threads get stuck:
+ * (docs/protocol.md §9 item 11), so the pool grows when threads get stuck:
  *
  * - One thread is started with the helper.
  * - Throughput: when commands queue while every thread is loaded and busy, a second thread
@@ -9,9 +9,10 @@
  *   result (measured: 1.7x the requests/s at 64 connections, bench/compare.ts).
  * - Stuck devices: a thread is stuck when it has been inside its ioctl for `stallMs`, as
  *   seen by two checks `stallMs` apart, and is asleep in the kernel there (a thread that is
- *   only waiting for a CPU, as under heavy load, is not stuck). While any thread is stuck, the pool keeps a thread free (idle
- *   or loading) for every queued command plus one spare, up to `maxThreads`, so that the
- *   next command does not wait for a thread to load (~50 ms; seconds under emulation).
+ * only waiting for a CPU, as under heavy load, is not stuck). While any thread is stuck, the pool
+ * keeps a thread free (idle or loading) for every queued command plus one spare, up to
+ * `maxThreads`, so that the next command does not wait for a thread to load (~50 ms; seconds under
+ * emulation).
  * - A starting thread gets no command until it has loaded; the queue goes to whichever
  *   thread is free first. Threads beyond the first stop after `idleMs` idle.
  */
@@ -147,7 +148,7 @@ export class SgIoPool {
   /**
    * Closes a client's fd (owned by the pool from now on) on one of the pool's threads: the
    * last close of a socket with SO_LINGER, a FUSE file or a tty may block, and must cost
-   * only a thread, which the stuck check replaces, never the main thread (README "Threat
+   * only a thread, which the stuck check replaces, never the main thread (docs/security.md "Threat
    * model"). Resolves once it is closed. After close(), the fd is left to the process's exit.
    */
   release(fd: number): Promise<void> {

@@ -59,7 +59,7 @@ export function firstImage(invocation: Invocation, { readyFd, inheritedFds }: Fi
   const traceFile = options.trace.file === null ? null : openTraceFile(options.trace.file, pid);
   if (traceFile !== null && 'error' in traceFile) startup.fail(traceFile.error);
   const traceFd = traceFile?.fd ?? null;
-  // daemon(3) changes to /; a relative -f still means the launching directory (§9.16).
+  // daemon(3) changes to /; a relative -f still means the launching directory (docs/protocol.md §9.16).
   const pidfilePath = options.daemonize || options.pidfileGiven ? resolve(options.pidfile) : null;
   if (readyFd !== null) process.chdir('/');
   try {

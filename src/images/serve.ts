@@ -1,5 +1,5 @@
 /**
- * Serving (spec §1.5, §1.8): builds the executor and the server from one config, announces
+ * Serving (docs/protocol.md §1.5, §1.8): builds the executor and the server from one config, announces
  * readiness, and on SIGTERM/SIGINT/SIGHUP finishes executing requests and exits 0.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
@@ -62,7 +62,7 @@ function announceReady(log: Logger, readyFd: number | null): void {
 
 /**
  * What only a serving image needs, imported when it starts serving: the root image that
- * drops privileges and re-executes never loads it (start-up time, README "Performance").
+ * drops privileges and re-executes never loads it (start-up time, docs/performance.md).
  */
 async function servingModules() {
   const [events, requestLog, server, sgioExecutor, sgioPool, fastPath, mpathExecutor, tracer] = await Promise.all([

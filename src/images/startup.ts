@@ -9,7 +9,7 @@ import { releasePidFile, type PidFile } from '../daemon/pidfile.js';
 import { exitImmediately } from '../sys/fd.js';
 import { restoreDefaultAction } from '../sys/signals.js';
 
-/** SIGHUP terminates, it does not reload (spec §1.8). */
+/** SIGHUP terminates, it does not reload (docs/protocol.md §1.8). */
 export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 /**
@@ -58,7 +58,7 @@ export interface Invocation {
   traceEvents: string[];
 }
 
-/** What start-up has created so far, undone if a later step fails (spec §9 item 16). */
+/** What start-up has created so far, undone if a later step fails (docs/protocol.md §9 item 16). */
 export class Startup {
   listener: ListenerInfo | null = null;
   readonly log: Logger;

@@ -9,7 +9,7 @@
  * syslog priority, `<3>` ... `<7>`, and journald adds the program name itself.
  *
  * Writes never throw: libvirt closes the helper's stderr pipe after start-up, and an EPIPE
- * must not kill the helper (ecosystem.md D.5 item 4); main installs the stream handlers.
+ * must not kill the helper (docs/internals.md#stderr-may-be-a-closed-pipe); main installs the stream handlers.
  */
 import { fstatSync } from 'node:fs';
 
@@ -45,7 +45,7 @@ export function stderrIsJournal(journalStream: string | undefined): boolean {
 
 export class Logger {
   readonly program: string;
-  /** QEMU `verbose`: 0 with -q, else min(1 + number of -v, 3) (spec §1.3). */
+  /** QEMU `verbose`: 0 with -q, else min(1 + number of -v, 3) (docs/protocol.md §1.3). */
   readonly verbosity: number;
   readonly #sink: LogSink;
   /** True when lines go to the systemd journal (priority prefixes). */

@@ -1,5 +1,5 @@
 /**
- * Is this fd a dm-multipath map? (spec §5, §9 items 10 and 19.) Its own module because the
+ * Is this fd a dm-multipath map? (docs/protocol.md §5, §9 items 10 and 19.) Its own module because the
  * fast-path workers ask it for every request and need nothing else of the multipath code.
  */
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ export interface BlockDevice {
 
 /**
  * The dm-multipath map behind a request's fd, or null. This decides where every request
- * goes: libmpathpersist for a map, never a PR down one of its paths (spec §5); SG_IO
+ * goes: libmpathpersist for a map, never a PR down one of its paths (docs/protocol.md §5); SG_IO
  * otherwise. Both the fast-path workers and the main thread's executor ask it.
  */
 export function multipathMapOf(fd: number): BlockDevice | null {

@@ -1,5 +1,5 @@
 /**
- * PR commands on dm-multipath devices (spec §5), beside the plain SG_IO path.
+ * PR commands on dm-multipath devices (docs/protocol.md §5), beside the plain SG_IO path.
  *
  * A PR command sent by SG_IO to /dev/mapper/mpathX reaches ONE path, so a REGISTER would
  * register one I_T nexus only and break fencing. On a multipath fd the command therefore
@@ -7,12 +7,12 @@
  * reservation key up to date. Deviations from the reference:
  * - detection reads /sys/dev/block/M:m/dm/uuid ("mpath-" prefix, set by multipathd) and
  *   needs no DM ioctl; a failure to tell means "not multipath", never the end of the
- *   daemon (§9 items 10 and 19);
- * - the library runs on its own thread, never blocking other connections (§9 item 11);
+ *   daemon (docs/protocol.md §9 items 10 and 19);
+ * - the library runs on its own thread, never blocking other connections (docs/protocol.md §9 item 11);
  * - without the library a multipath fd is refused (INVALID COMMAND OPERATION CODE), never
  *   sent down a single path;
  * - a multipathd failure during CLEANUP answers LUN COMMUNICATION FAILURE instead of
- *   closing the connection (§9 item 12), and the reason is logged;
+ *   closing the connection (docs/protocol.md §9 item 12), and the reason is logged;
  * - READ FULL STATUS goes to the library too (QEMU refuses it). When the library's answer
  *   cannot be turned back into faithful SPC data (full-status.ts decodeLibraryFullStatus), the
  *   reference's INVALID FIELD IN CDB is sent and the reason logged. REGISTER AND MOVE is
@@ -31,12 +31,12 @@ import type { MpathLibrary } from './library.js';
 import { refuseReadOnly, type ScsiExecutor } from '../exec/executor.js';
 import type { SgIoRunner } from '../exec/sgio-executor.js';
 
-/** multipathd's reply timeout for CLEANUP's commands, as QEMU uses (spec §5.6). */
+/** multipathd's reply timeout for CLEANUP's commands, as QEMU uses (docs/protocol.md §5.6). */
 const MULTIPATHD_TIMEOUT_MS = 60_000;
 const TEST_UNIT_READY = new Uint8Array([Opcode.TEST_UNIT_READY, 0, 0, 0, 0, 0]);
 
 export interface MultipathOptions {
-  /** QEMU's noisy/verbose, passed to the library as its log level (spec §1.3). */
+  /** QEMU's noisy/verbose, passed to the library as its log level (docs/protocol.md §1.3). */
   noisy: number;
   verbose: number;
   timeoutMs: number;
@@ -143,7 +143,7 @@ export class MultipathExecutor implements ScsiExecutor {
   }
 
   /**
-   * CLEANUP (spec §5.6): make multipathd forget this host's key, so that it neither
+   * CLEANUP (docs/protocol.md §5.6): make multipathd forget this host's key, so that it neither
    * re-registers it on reinstated paths nor preempts the migration destination, then
    * unregister on every path.
    */

@@ -260,7 +260,7 @@ function encodeFullStatusDescriptor(d: PrinFullDescriptor): Uint8Array {
  * READ FULL STATUS parameter data: PRGENERATION, ADDITIONAL LENGTH (the bytes of every
  * descriptor, whether or not they fit), then the descriptors, laid out like the other
  * service actions in an 8192-byte zero buffer and returned as its first
- * min(8192, allocationLength) bytes (spec §5.3). Throws only on a programming error.
+ * min(8192, allocationLength) bytes (docs/protocol.md §5.3). Throws only on a programming error.
  */
 export function fullStatusData(allocationLength: number, resp: PrinFullStatus): Uint8Array {
   requireUint('allocation length', allocationLength, Number.MAX_SAFE_INTEGER);

@@ -1,7 +1,7 @@
 /**
  * libmpathpersist on its own thread (thread-main.ts): typed requests in, return codes and
  * typed responses out, plus where the library is and which ABI it has. The descriptor bytes
- * are exactly what the library structures hold (spec §5.3-5.4); translation to and from SCSI
+ * are exactly what the library structures hold (docs/protocol.md §5.3-5.4); translation to and from SCSI
  * is translation.ts and full-status.ts.
  */
 import { Worker } from 'node:worker_threads';
@@ -126,7 +126,7 @@ export class MpathLibrary {
   }
 
   /**
-   * Sends commands to multipathd one by one (spec §5.6), stopping at the first whose reply
+   * Sends commands to multipathd one by one (docs/protocol.md §5.6), stopping at the first whose reply
    * is not "ok". Resolves with null on success, else the failure in words.
    */
   async multipathd(commands: string[], timeoutMs: number): Promise<string | null> {

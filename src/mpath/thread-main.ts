@@ -2,7 +2,7 @@
  * The multipath thread: loads libmpathpersist, initialises it once, then runs PR IN/OUT
  * calls one at a time as the main thread posts them. The library blocks for its own
  * retries (2 s SG_IO timeouts on each path, multipathd round trips), so it never runs on
- * the main thread (spec §9 item 11), and never on two threads at once (global state).
+ * the main thread (docs/protocol.md §9 item 11), and never on two threads at once (global state).
  * The library calls themselves, with their native memory, are src/sys/mpathpersist.ts.
  */
 import { parentPort, workerData } from 'node:worker_threads';

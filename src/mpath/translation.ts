@@ -1,5 +1,5 @@
 /**
- * PR IN/OUT on a dm-multipath fd through libmpathpersist (spec §5.3-5.6): the pure half.
+ * PR IN/OUT on a dm-multipath fd through libmpathpersist (docs/protocol.md §5.3-5.6): the pure half.
  * This module turns CDBs and parameter lists into the typed arguments the library gets, and
  * the library's answers into SCSI data and outcomes. The multipath thread (thread-main.ts,
  * through src/sys/mpathpersist.ts) marshals these values into
@@ -7,7 +7,7 @@
  * nothing here does I/O. READ FULL STATUS, both ways, is full-status.ts.
  *
  * Names of library values follow /usr/include/mpath_persist.h (multipath-tools 0.9.4, abi.ts).
- * Deliberate differences from QEMU's multipath_pr_in/multipath_pr_out (spec §9):
+ * Deliberate differences from QEMU's multipath_pr_in/multipath_pr_out (docs/protocol.md §9):
  * - item 15: the service action is CDB byte 1 masked with 0x1F, as SPC-4 defines the field;
  *   QEMU uses the whole byte, so a reserved high bit turns a valid SA into INVALID FIELD.
  * - item 8: a 33rd transport ID is INVALID FIELD IN PARAMETER LIST; QEMU asserts and aborts.
@@ -19,7 +19,7 @@
  *   because the library cannot do it (MPATH_PR_OUT_REFUSALS).
  * - the transport-ID list length is summed exactly; QEMU adds 28 to a signed 32-bit
  *   ldl_be_p(), so a length ≥ 0xFFFFFFE4 wraps to a small end there. Here it exceeds the
- *   parameter list and is INVALID FIELD IN PARAMETER LIST, as spec §5.4 states the rule.
+ *   parameter list and is INVALID FIELD IN PARAMETER LIST, as docs/protocol.md §5.4 states the rule.
  */
 import { prOutCdb } from '../scsi/pr-commands.js';
 import { ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
@@ -76,12 +76,12 @@ function isOneOf<T extends number>(set: readonly T[], value: number): value is T
 // ---------------------------------------------------------------------------------------------
 // Outcomes
 
-/** SERVICE ACTION field: CDB byte 1 bits 0-4 (SPC-4 §6.15.1, §6.16.1; spec §9 item 15). */
+/** SERVICE ACTION field: CDB byte 1 bits 0-4 (SPC-4 §6.15.1, §6.16.1; docs/protocol.md §9 item 15). */
 const SERVICE_ACTION_MASK = 0x1f;
 
 const NO_DATA = new Uint8Array(0);
 
-/** Fixed-format sense for `code`, zero-padded to the wire's 96 bytes (spec §4.3, §9 item 5). */
+/** Fixed-format sense for `code`, zero-padded to the wire's 96 bytes (docs/protocol.md §4.3, §9 item 5). */
 function sense96(code: SenseCode): Uint8Array {
   const sense = new Uint8Array(PR_HELPER_SENSE_SIZE);
   sense.set(buildFixedSense(code));
@@ -105,7 +105,7 @@ export interface Done {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PR IN (spec §5.3)
+// PR IN (docs/protocol.md §5.3)
 
 export interface PrInCall {
   kind: 'call';
@@ -126,7 +126,7 @@ export function parsePrInRequest(cdb: Uint8Array): PrInCall | Done {
  * The data-in bytes for a successful library call (QEMU multipath_pr_in): the response is
  * laid out in an 8192-byte buffer, the rest of which is zero, and the first
  * min(8192, allocationLength) bytes are returned, so a short response is zero-padded up to
- * the allocation length (unlike the SG path, spec §9 item 4).
+ * the allocation length (unlike the SG path, docs/protocol.md §9 item 4).
  * READ FULL STATUS takes either decoded descriptors (fullStatusData) or, when the library
  * left the device's bytes unparsed (ADDITIONAL LENGTH > 8192), a read descriptor copied as
  * for READ KEYS.
@@ -146,7 +146,7 @@ export function prInResponseData(sa: number, allocationLength: number, resp: Pri
     requireUint('additional length', resp.additionalLength, 0xffffffff);
     dv.setUint32(0, resp.generation); // PRGENERATION
     dv.setUint32(4, resp.additionalLength); // ADDITIONAL LENGTH, as the device reported it
-    // Exact arithmetic (no 32-bit wrap, spec §9 item 9), and never past the body we were given.
+    // Exact arithmetic (no 32-bit wrap, docs/protocol.md §9 item 9), and never past the body we were given.
     const written = Math.min(resp.additionalLength + PR_IN_HEADER_SIZE, PR_HELPER_DATA_SIZE);
     const copy = Math.min(written - PR_IN_HEADER_SIZE, resp.body.length, MPATH_MAX_PARAM_LEN);
     buf.set(resp.body.subarray(0, copy), PR_IN_HEADER_SIZE);
@@ -169,7 +169,7 @@ export function prInResponseData(sa: number, allocationLength: number, resp: Pri
 }
 
 // ---------------------------------------------------------------------------------------------
-// PR OUT (spec §5.4)
+// PR OUT (docs/protocol.md §5.4)
 
 export interface PrOutCall extends PrOutArguments {
   kind: 'call';
@@ -222,7 +222,7 @@ function parseTransportId(p: Uint8Array, i: number, end: number): { id: MpathTra
  */
 export function parsePrOutParameters(cdb: Uint8Array, params: Uint8Array): PrOutCall | Done {
   const len = params.length;
-  // Checked before the service action, as QEMU does (spec §9 item 15). Not fatal: the data
+  // Checked before the service action, as QEMU does (docs/protocol.md §9 item 15). Not fatal: the data
   // has been read, so the connection stays up.
   if (len < PR_OUT_FIXED_PARAM_SIZE) return { kind: 'done', outcome: checkCondition(Sense.INVALID_PARAM_LEN) };
 
@@ -252,7 +252,7 @@ export function parsePrOutParameters(cdb: Uint8Array, params: Uint8Array): PrOut
     // Bytes after `end` are ignored.
     for (let i = TRANSPORT_ID_LIST_START; i < end;) {
       const parsed = parseTransportId(params, i, end);
-      // Deviation (spec §9 item 8): QEMU aborts on a 33rd ID; it is just a bad parameter list.
+      // Deviation (docs/protocol.md §9 item 8): QEMU aborts on a 33rd ID; it is just a bad parameter list.
       if (parsed === null || descriptor.transportIds.length === MPATH_MX_TIDS) {
         return { kind: 'done', outcome: checkCondition(Sense.INVALID_PARAM) };
       }
@@ -264,7 +264,7 @@ export function parsePrOutParameters(cdb: Uint8Array, params: Uint8Array): PrOut
 }
 
 /**
- * CLEANUP's unregister (spec §5.6 step 4; QEMU multipath_pr_cleanup_unregister): REGISTER AND
+ * CLEANUP's unregister (docs/protocol.md §5.6 step 4; QEMU multipath_pr_cleanup_unregister): REGISTER AND
  * IGNORE EXISTING KEY with a zero service action key, which succeeds whether or not this
  * I_T nexus is registered. Run it through parsePrOutParameters like any PR OUT.
  */
@@ -274,7 +274,7 @@ export function cleanupUnregisterRequest(): { cdb: Uint8Array; params: Uint8Arra
 }
 
 // ---------------------------------------------------------------------------------------------
-// Library return code → outcome (spec §5.5; QEMU mpath_reconstruct_sense)
+// Library return code → outcome (docs/protocol.md §5.5; QEMU mpath_reconstruct_sense)
 
 export type MpathVerdict =
   | { kind: 'good' }
@@ -285,7 +285,7 @@ export type MpathVerdict =
     sense: Uint8Array;
     /**
      * The library threw the device's sense away: send TEST UNIT READY on the same fd and,
-     * if that is not GOOD, answer with its status and sense instead (spec §5.5 †).
+     * if that is not GOOD, answer with its status and sense instead (docs/protocol.md §5.5 †).
      */
     probeWithTestUnitReady: boolean;
   };
@@ -295,7 +295,7 @@ interface CheckRow {
   probe: boolean;
 }
 
-/** The CHECK CONDITION rows of spec §5.5. */
+/** The CHECK CONDITION rows of docs/protocol.md §5.5. */
 export const MPATH_CHECK_RESULTS: ReadonlyMap<number, CheckRow> = new Map<number, CheckRow>([
   [MPATH_PR_SENSE_NOT_READY, { sense: Sense.NOT_READY, probe: true }],
   [MPATH_PR_SENSE_MEDIUM_ERROR, { sense: Sense.READ_ERROR, probe: true }],
@@ -319,7 +319,7 @@ export function mapLibraryResult(code: number): MpathVerdict {
 /**
  * The outcome to send for a verdict. `probe` is the TEST UNIT READY outcome when the verdict
  * asked for one (null when it was not run); `data` is the PR IN data for GOOD.
- * Sense is always 96 bytes, zero-filled where the reference leaves it untouched (§9 item 5).
+ * Sense is always 96 bytes, zero-filled where the reference leaves it untouched (docs/protocol.md §9 item 5).
  */
 export function mpathOutcome(
   verdict: MpathVerdict,

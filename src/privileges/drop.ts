@@ -1,10 +1,10 @@
 /**
- * Dropping root for good, on every thread (spec §2; spec/ffi.md §4; ecosystem.md D.5 items
- * 2-3). Capabilities are per thread and Node runs about ten threads before any of our code,
- * while only setres[ug]id and setgroups reach them all. So the main thread changes its own
- * credentials and then execve()s Node again: the new image starts every thread, V8's, libuv's
- * and our SG_IO workers, from exactly those credentials. The pid stays the same, so libvirt's
- * pid file and its inherited lock stay valid.
+ * Dropping root for good, on every thread (docs/protocol.md §2;
+ * docs/internals.md#capabilities-are-per-thread). Capabilities are per thread and Node runs about
+ * ten threads before any of our code, while only setres[ug]id and setgroups reach them all. So the
+ * main thread changes its own credentials and then execve()s Node again: the new image starts
+ * every thread, V8's, libuv's and our SG_IO workers, from exactly those credentials. The pid stays
+ * the same, so libvirt's pid file and its inherited lock stay valid.
  *
  * The kept capabilities survive execve as *ambient* capabilities. For uid 0 the kernel would
  * otherwise give root every capability back at execve; SECBIT_NOROOT (locked) stops that.

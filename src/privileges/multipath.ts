@@ -1,5 +1,5 @@
 /**
- * Multipath and CAP_SYS_ADMIN (spec §2, §5): where libmpathpersist is, whether the helper
+ * Multipath and CAP_SYS_ADMIN (docs/protocol.md §2, §5): where libmpathpersist is, whether the helper
  * keeps CAP_SYS_ADMIN for it, and what it says when PR commands on dm-multipath devices
  * cannot work.
  */
@@ -39,7 +39,7 @@ export function findMultipathSupport(env: NodeJS.ProcessEnv): MultipathSupport {
  * The capabilities a root start keeps for target uid `uid`. CAP_SYS_ADMIN only for uid 0:
  * with -u to another user, multipathd refuses the library's key updates and the path
  * devices are root's, while CAP_SYS_ADMIN would give that user nearly all of root's power
- * (README "Threat model").
+ * (docs/security.md "Threat model").
  */
 export function keptAsRoot(support: MultipathSupport, uid: number): bigint {
   return keptCapabilities(support.library !== null && uid === 0);
@@ -54,7 +54,7 @@ export function keptUnprivileged(support: MultipathSupport, effective: bigint): 
 }
 
 /**
- * Returns the opener the executor calls on the first multipath request (spec §5; never a
+ * Returns the opener the executor calls on the first multipath request (docs/protocol.md §5; never a
  * PR down a single path of a multipath map). A host without multipath devices is told
  * nothing at the default level: -v says at start what multipath would do, and a reason it
  * cannot work is a warning when the first multipath fd arrives (once).

@@ -1,5 +1,5 @@
 /**
- * What the helper keeps and how it checks it (spec §2). Pure.
+ * What the helper keeps and how it checks it (docs/protocol.md §2). Pure.
  *
  * Started as root: the helper switches to -u/-g (default: stays uid/gid 0, as the reference)
  * and keeps exactly CAP_SYS_RAWIO, which SG_IO needs for PR commands, on every thread;
@@ -17,7 +17,7 @@ import { summarizeProblems, type ExpectedCredentials, type ThreadCredentials } f
 
 export const KEPT_CAPABILITIES: readonly number[] = [CAP_SYS_RAWIO];
 /**
- * With libmpathpersist installed the reference also keeps CAP_SYS_ADMIN (spec §2): the
+ * With libmpathpersist installed the reference also keeps CAP_SYS_ADMIN (docs/protocol.md §2): the
  * library finds a map's paths through device-mapper ioctls, which check it on every call.
  */
 export const KEPT_CAPABILITIES_MULTIPATH: readonly number[] = [CAP_SYS_RAWIO, CAP_SYS_ADMIN];
@@ -26,7 +26,7 @@ export function keptCapabilities(multipath: boolean): bigint {
   return maskOf(multipath ? KEPT_CAPABILITIES_MULTIPATH : KEPT_CAPABILITIES);
 }
 
-/** -u/-g value 4294967295 is (uid_t)-1: "no change", as for the reference (spec §1.4). */
+/** -u/-g value 4294967295 is (uid_t)-1: "no change", as for the reference (docs/protocol.md §1.4). */
 const NO_CHANGE = 0xffffffff;
 
 export function targetId(requested: number | null, current: number): number {

@@ -1,4 +1,4 @@
-/** Wire constants of QEMU's PR helper protocol (QEMU scsi/pr-helper.h; spec §3). */
+/** Wire constants of QEMU's PR helper protocol (QEMU scsi/pr-helper.h; docs/protocol.md §3). */
 
 /** Bytes of the CDB field in every request (zero-padded SCSI CDB). */
 export const PR_HELPER_CDB_SIZE = 16;
@@ -8,7 +8,7 @@ export const PR_HELPER_SENSE_SIZE = 96;
 export const PR_HELPER_DATA_SIZE = 8192;
 /** Feature bit: the helper understands the CLEANUP pseudo-opcode (QEMU development tree). */
 export const PR_HELPER_FEATURE_CLEANUP = 0x00000001;
-/** Pseudo-opcode sent by QEMU to drop a migrating guest's registration (spec §3.7, §5.6). */
+/** Pseudo-opcode sent by QEMU to drop a migrating guest's registration (docs/protocol.md §3.7, §5.6). */
 export const PR_HELPER_CLEANUP = 0xff;
 /** Handshake words in each direction: big-endian uint32 feature sets. */
 export const HANDSHAKE_SIZE = 4;
@@ -18,5 +18,5 @@ export const RESPONSE_SIZE_OFFSET = 4;
 export const RESPONSE_SENSE_OFFSET = 8;
 export const RESPONSE_HEADER_SIZE = RESPONSE_SENSE_OFFSET + PR_HELPER_SENSE_SIZE;
 
-/** Feature set this helper announces: always sent big-endian (spec §3.2, §9 item 14). */
+/** Feature set this helper announces: always sent big-endian (docs/protocol.md §3.2, §9 item 14). */
 export const SUPPORTED_FEATURES = PR_HELPER_FEATURE_CLEANUP;

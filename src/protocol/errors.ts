@@ -1,5 +1,5 @@
 /**
- * Framing violations: the connection is closed without a response (spec §3.5). The reason
+ * Framing violations: the connection is closed without a response (docs/protocol.md §3.5). The reason
  * code is stable for tests and logs; the message is what the operator reads.
  */
 export type ProtocolErrorReason =

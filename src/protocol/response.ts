@@ -1,6 +1,6 @@
 /**
- * Response encoding (spec §3.6). QEMU's client aborts the whole VM if `sz` exceeds what the
- * guest asked for, or is non-zero for PR OUT/CLEANUP (spec §6), so the invariants are
+ * Response encoding (docs/protocol.md §3.6). QEMU's client aborts the whole VM if `sz` exceeds what the
+ * guest asked for, or is non-zero for PR OUT/CLEANUP (docs/protocol.md §6), so the invariants are
  * enforced here, by construction, for every response the helper sends.
  */
 import { Opcode, ScsiStatus, type ScsiOutcome } from '../scsi/constants.js';
@@ -21,7 +21,7 @@ export function responseDataLength(request: ResponseContext, outcome: ScsiOutcom
   return Math.max(0, Math.min(outcome.data.length, request.transferLength, PR_HELPER_DATA_SIZE));
 }
 
-/** result (BE32) | sz (BE32) | 96 bytes of sense, zero-filled (spec §9 item 5) | sz data bytes. */
+/** result (BE32) | sz (BE32) | 96 bytes of sense, zero-filled (docs/protocol.md §9 item 5) | sz data bytes. */
 export function encodeResponse(request: ResponseContext, outcome: ScsiOutcome): Uint8Array {
   const sz = responseDataLength(request, outcome);
   const out = new Uint8Array(RESPONSE_HEADER_SIZE + sz);

@@ -1,6 +1,6 @@
 /**
  * The per-connection protocol state machine, pure: bytes and fds in, typed steps out
- * (spec §3.2-3.6). It never does I/O. The driver asks `need()` how many bytes to read next
+ * (docs/protocol.md §3.2-3.6). It never does I/O. The driver asks `need()` how many bytes to read next
  * and whether fds may come with them, reads at most that many, and calls `feed()`.
  *
  * fd ownership: every fd passed to `feed()` belongs to the session until it is handed back,
@@ -32,7 +32,7 @@ export interface PrRequest {
   cdb: Uint8Array;
   /** The device fd that came with the CDB; owned by the driver from now on. */
   fd: number;
-  /** PR IN allocation length or PR OUT parameter list length (spec §3.4), ≤ 8192. */
+  /** PR IN allocation length or PR OUT parameter list length (docs/protocol.md §3.4), ≤ 8192. */
   transferLength: number;
   /** PR OUT parameter list (transferLength bytes); empty otherwise. */
   parameters: Uint8Array;
@@ -57,7 +57,7 @@ function hex(byte: number): string {
   return `0x${byte.toString(16).padStart(2, '0')}`;
 }
 
-/** Transfer length of a helper request; CLEANUP carries none (spec §3.4). */
+/** Transfer length of a helper request; CLEANUP carries none (docs/protocol.md §3.4). */
 export function requestTransferLength(cdb: Uint8Array): number {
   return cdb[0] === PR_HELPER_CLEANUP ? 0 : cdbTransferLength(cdb);
 }
@@ -129,12 +129,12 @@ export class Session {
     }
     if (!need.acceptsFds) {
       // fds sent with the handshake or PR OUT parameters are dropped, as the reference's
-      // reads without a control buffer make the kernel do (spec §3.2, §3.3).
+      // reads without a control buffer make the kernel do (docs/protocol.md §3.2, §3.3).
       const step = this.#feedBytes(bytes);
       return { ...step, discardFds: [...fds, ...step.discardFds] };
     }
     // QEMU prh_read: keep the first fd of a request; any other one, in this read or a
-    // later read of the same CDB, closes the connection (spec §3.5 row 2).
+    // later read of the same CDB, closes the connection (docs/protocol.md §3.5 row 2).
     const extra: number[] = [];
     for (const fd of fds) {
       if (this.#fd === null) this.#fd = fd;
@@ -169,7 +169,7 @@ export class Session {
   #handshakeDone(): Step {
     const reply = new DataView(this.#buf.buffer, this.#buf.byteOffset, HANDSHAKE_SIZE).getUint32(0);
     // H-new accepts any reply with only known bits set. The reply is not used to gate
-    // CLEANUP: little-endian QEMU clients always answer 0 (spec §3.2, §9 item 14).
+    // CLEANUP: little-endian QEMU clients always answer 0 (docs/protocol.md §3.2, §9 item 14).
     if ((reply & ~SUPPORTED_FEATURES) >>> 0 !== 0) {
       return this.#close(new ProtocolError('bad-handshake',
         `Invalid handshake reply 0x${reply.toString(16).padStart(8, '0')}, closing socket.`), []);
@@ -180,7 +180,7 @@ export class Session {
   }
 
   #cdbDone(): Step {
-    // Checks in the reference's order (spec §3.5 rows 3-5).
+    // Checks in the reference's order (docs/protocol.md §3.5 rows 3-5).
     if (this.#fd === null) {
       return this.#close(new ProtocolError('missing-fd', 'No file descriptor in request.'), []);
     }
@@ -236,7 +236,7 @@ export class Session {
 
   /**
    * Encodes the response to the request being executed and readies the next request.
-   * The data size invariants of spec §3.6 are enforced by encodeResponse.
+   * The data size invariants of docs/protocol.md §3.6 are enforced by encodeResponse.
    */
   respond(request: PrRequest, outcome: ScsiOutcome): Uint8Array {
     if (this.#phase !== 'executing') throw new Error(`Cannot respond: the session is ${this.#phase}`);

@@ -24,7 +24,7 @@ export function cdbLength(opcode: number): number | null {
  * QEMU scsi_cdb_xfer: the transfer length field by group; 0xFFFFFFFF when the group has none.
  * For PERSISTENT RESERVE IN/OUT (group 2) this is BE16 of bytes 7-8: SPC-3+ gives PR OUT a
  * 32-bit PARAMETER LIST LENGTH in bytes 5-8, but QEMU's client and helper both ignore bytes
- * 5-6, and so do we for compatibility (spec §3.4, §9 item 3).
+ * 5-6, and so do we for compatibility (docs/protocol.md §3.4, §9 item 3).
  */
 export function cdbTransferLength(cdb: Uint8Array): number {
   const at = (i: number): number => cdb[i] ?? 0;

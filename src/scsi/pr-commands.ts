@@ -39,14 +39,14 @@ export function prOutCdb(fields: PrOutCdbFields): Uint8Array {
   cdb[0] = Opcode.PERSISTENT_RESERVE_OUT; // OPERATION CODE
   cdb[1] = fields.serviceAction & 0x1f; // SERVICE ACTION
   cdb[2] = (((fields.scope ?? 0) & 0x0f) << 4) | ((fields.type ?? 0) & 0x0f); // SCOPE | TYPE
-  // PARAMETER LIST LENGTH is bytes 5-8 in SPC-4; QEMU and the helper read only 7-8 (spec
+  // PARAMETER LIST LENGTH is bytes 5-8 in SPC-4; QEMU and the helper read only 7-8 (docs/protocol.md
   // §3.4), which suffices below 64 KiB.
   cdb[7] = length >> 8;
   cdb[8] = length & 0xff;
   return cdb;
 }
 
-/** QEMU's CLEANUP pseudo-command: FF and 15 zero bytes (spec §3.7). */
+/** QEMU's CLEANUP pseudo-command: FF and 15 zero bytes (docs/protocol.md §3.7). */
 export function cleanupCdb(): Uint8Array {
   const cdb = new Uint8Array(PR_HELPER_CDB_SIZE);
   cdb[0] = PR_HELPER_CLEANUP;

@@ -1,6 +1,6 @@
 /**
  * Sense data the helper builds itself: fixed format, 18 bytes, as QEMU's scsi_build_sense
- * (spec §4.3). Sense from a device is passed through untouched (fixed or descriptor format).
+ * (docs/protocol.md §4.3). Sense from a device is passed through untouched (fixed or descriptor format).
  */
 import { ScsiStatus, type ScsiOutcome } from './constants.js';
 

@@ -1,7 +1,7 @@
 /**
  * What an ioctl(SG_IO) outcome means as a SCSI status and sense, following QEMU 7.2+
- * (scsi_sense_from_errno / scsi_sense_from_host_status; spec §4.2 "SG-new"), with one
- * deliberate fix: an unknown host_status is an error, never GOOD (spec §9 item 6).
+ * (scsi_sense_from_errno / scsi_sense_from_host_status; docs/protocol.md §4.2 "SG-new"), with one
+ * deliberate fix: an unknown host_status is an error, never GOOD (docs/protocol.md §9 item 6).
  */
 import { ScsiStatus } from './constants.js';
 import { Sense, buildFixedSense, FIXED_SENSE_LENGTH, type SenseCode } from './sense.js';
@@ -80,7 +80,7 @@ export const HOST_STATUS_OUTCOMES: ReadonlyMap<number, Mapped> = new Map<number,
 ]);
 
 /**
- * Deviation (spec §9 item 6): QEMU reports GOOD for every other host byte, so a failed
+ * Deviation (docs/protocol.md §9 item 6): QEMU reports GOOD for every other host byte, so a failed
  * command looks successful (with possibly empty data). We report the transient ones
  * (the kernel's own "retry" codes) as BUSY, which guests retry, and all others as
  * CHECK CONDITION with ABORTED COMMAND / I/O PROCESS TERMINATED, as for an unknown errno.
@@ -93,7 +93,7 @@ export const UNKNOWN_HOST_OUTCOME: Mapped = { status: ScsiStatus.CHECK_CONDITION
 
 /**
  * driver_status & 0x06 means "timeout" to QEMU (a bit test on what the kernel defines as an
- * enumerated value; kept as is, spec §9 item 7).
+ * enumerated value; kept as is, docs/protocol.md §9 item 7).
  */
 const SG_ERR_DRIVER_TIMEOUT_MASK = 0x06;
 

@@ -1,5 +1,5 @@
 /**
- * systemd socket activation, with QEMU's check_socket_activation rules (spec §1.6):
+ * systemd socket activation, with QEMU's check_socket_activation rules (docs/protocol.md §1.6):
  * LISTEN_PID must equal our pid and LISTEN_FDS must be a number, both parsed like
  * strtoul (leading white space and a sign allowed, nothing after the digits).
  */
@@ -17,7 +17,7 @@ export type ActivationCheck =
 
 /**
  * Decides whether the environment hands us sockets. A count that wraps (LISTEN_FDS=-1) or
- * exceeds UINT_MAX makes the reference abort on an assertion (spec §9 item 17); here it is
+ * exceeds UINT_MAX makes the reference abort on an assertion (docs/protocol.md §9 item 17); here it is
  * an error with a message.
  */
 export function checkActivation(env: Readonly<Record<string, string | undefined>>, pid: number): ActivationCheck {

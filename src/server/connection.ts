@@ -6,7 +6,7 @@
  *
  * fd ownership: the connection owns its socket and every fd received on it until closed.
  * A request's fd is closed as soon as its execution settles, before the response is sent
- * (spec §3.5 row 7), even if the connection is gone by then. Every one of them, the socket
+ * (docs/protocol.md §3.5 row 7), even if the connection is gone by then. Every one of them, the socket
  * included (it may hold fds in flight), is closed through the FdCloser, off the main
  * thread: a client's fd whose close() blocks holds only its own connection.
  */
@@ -40,7 +40,7 @@ export interface ConnectionDeps {
 const MAX_READS_PER_WAKEUP = 64;
 /**
  * QEMU answers the greeting at once. A peer that has not within this time is closed, so
- * that idle connections cannot hold the helper's fds (README "Threat model").
+ * that idle connections cannot hold the helper's fds (docs/security.md "Threat model").
  */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -78,7 +78,7 @@ export class Connection implements FastPathClient {
     return this.#executing || this.#pending !== null;
   }
 
-  /** Sends the feature word (spec §3.2) and starts reading. */
+  /** Sends the feature word (docs/protocol.md §3.2) and starts reading. */
   start(): void {
     this.#handshakeTimer = setTimeout(() => {
       this.#handshakeTimer = null;
@@ -92,7 +92,7 @@ export class Connection implements FastPathClient {
 
   /**
    * Shutdown: no new request is read. An idle connection closes now; a busy one closes
-   * after its response is written (spec §1.8).
+   * after its response is written (docs/protocol.md §1.8).
    */
   drain(): void {
     this.#draining = true;

@@ -52,7 +52,7 @@ export const Flag = {
 export const WorkerControl = {
   /**
    * 1 while the worker serves a connection: every call it makes there on the client's
-   * socket or fds (recvmsg, ioctl, close, send) may block (README "Threat model").
+   * socket or fds (recvmsg, ioctl, close, send) may block (docs/security.md "Threat model").
    */
   ENTERED: 0,
   /** The worker's kernel thread id, once loaded. */

@@ -31,7 +31,7 @@ const flags = new Int32Array(data.flags);
 const control = new Int32Array(data.control);
 const epoll = new OneShotEpoll(data.epollFd);
 // One event per wait: a worker that blocks on one connection must hold no other ready one,
-// which the other workers serve meanwhile (README "Threat model").
+// which the other workers serve meanwhile (docs/security.md "Threat model").
 const waiter = new EpollWaiter(data.epollFd, 1);
 const receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
 const area = new SgIoArea();
@@ -140,7 +140,7 @@ function serveOne(fd: number, slot: number): Handback | null {
 
 /**
  * One Session for whichever connection this worker serves: between requests a session holds
- * nothing but the client's features, which do not matter past the handshake (spec §3.2).
+ * nothing but the client's features, which do not matter past the handshake (docs/protocol.md §3.2).
  */
 const state = { session: Session.afterHandshake(0) };
 

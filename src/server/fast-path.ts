@@ -2,7 +2,7 @@
  * The fast path: idle connections wait in one epoll set shared by a few worker threads,
  * and whichever worker the kernel wakes serves the next request from start to end on its
  * own thread (read, SG_IO, respond), without the main thread. This removes the two
- * cross-thread hand-offs per request of the main-thread path; see README "Performance".
+ * cross-thread hand-offs per request of the main-thread path; see docs/performance.md.
  *
  * Ownership: a connection belongs to the main thread (its Connection object) except while
  * it is handed over here. Each one then has a slot whose state word (fast-path-shared.ts)
@@ -11,7 +11,7 @@
  * anything it cannot finish without waiting or without the main thread: partial or
  * invalid input, end of file, a multipath device, a full socket buffer, shutdown.
  *
- * Stuck devices (spec §9 item 11): a worker inside SG_IO for two checks in a row and
+ * Stuck devices (docs/protocol.md §9 item 11): a worker inside SG_IO for two checks in a row and
  * asleep in the kernel is stuck. The other workers keep serving every other connection;
  * while fewer than `workers` are free, more are started, up to `maxWorkers`. Extra
  * workers leave once no worker has been stuck for `idleMs`.
@@ -28,7 +28,7 @@ export interface FastPathOptions {
   /** Workers kept free for new requests. */
   workers: number;
   maxWorkers: number;
-  /** SG_IO timeout in milliseconds (spec §9 item 1). */
+  /** SG_IO timeout in milliseconds (docs/protocol.md §9 item 1). */
   timeoutMs: number;
   /** Interval of the stuck-worker check. */
   checkMs: number;

@@ -1,5 +1,6 @@
 /**
- * The listening socket: created on a path (spec §1.5.1) or adopted from systemd (§1.6).
+ * The listening socket: created on a path (docs/protocol.md §1.5.1) or adopted from systemd
+ * (docs/protocol.md §1.6).
  *
  * A created socket's path appears only once it accepts connections: libvirt treats the
  * path's existence as readiness, so the socket is bound under a temporary name in the same
@@ -146,7 +147,7 @@ export function listenOnPath(path: string, { publish = true }: { publish?: boole
 
 /**
  * Adopts fd 3 from systemd. The reference accepts a socket that is not listening and then
- * never serves anything (spec §9 item 17); that is refused here with a message.
+ * never serves anything (docs/protocol.md §9 item 17); that is refused here with a message.
  */
 export function adoptActivatedSocket(): ListenerInfo {
   return adoptListeningSocket(FIRST_SOCKET_ACTIVATION_FD, null, null, 'Failed to use socket activation');
@@ -174,7 +175,7 @@ export function adoptListeningSocket(
 
 /**
  * Unlinks the path we created if it is still our socket (same device and inode): another
- * instance may have taken the path over (the reference allows that, §1.5.1), or anyone who
+ * instance may have taken the path over (the reference allows that, docs/protocol.md §1.5.1), or anyone who
  * can write the directory put something else there. Returns why it could not.
  */
 function removeOwnSocket(info: ListenerInfo): string | null {

@@ -1,6 +1,6 @@
 /**
  * The helper's server: accepts connections and runs each one; shuts down on request
- * (spec §1.8): stop accepting, remove our socket path, let executing requests finish and
+ * (docs/protocol.md §1.8): stop accepting, remove our socket path, let executing requests finish and
  * answer them, close idle connections, then report completion.
  */
 import { Acceptor, type ListenerInfo } from './listener.js';
@@ -77,7 +77,7 @@ export class Server {
       onConnection: (fd) => this.#accept(fd),
       onError: deps.reportError ?? ((message) => deps.log.error(message)),
       // New connections wait in the listen backlog rather than take the fds that open
-      // connections need for their requests (README "Threat model").
+      // connections need for their requests (docs/security.md "Threat model").
       canAccept: () => this.#roomForOneMore(limit),
     });
   }

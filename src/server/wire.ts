@@ -90,7 +90,7 @@ const MAX_DRAIN_READS = 256;
 
 /**
  * Closes an accepted socket. Unread messages may carry fds in flight, and the last close of
- * one of those may block (README "Threat model"). Once reading is shut down nothing more
+ * one of those may block (docs/security.md "Threat model"). Once reading is shut down nothing more
  * can be queued, so what is queued is read here: the fds it brings go to the closer, and
  * the socket, now empty, is closed at once (no thread is needed unless fds came). A peer
  * that queued more than MAX_DRAIN_READS reads' worth leaves the socket to the closer.

@@ -2,10 +2,11 @@
  * Process credentials: capabilities, securebits, uid/gid, supplementary groups, execve.
  * Typed wrappers only; the policy (what to keep, in what order) is in src/privileges.
  *
- * Per-thread caveat (spec/ffi.md §4): capset, prctl(PR_CAPBSET_DROP / PR_SET_KEEPCAPS /
- * PR_SET_SECUREBITS / PR_CAP_AMBIENT / PR_SET_NO_NEW_PRIVS) change the CALLING thread only,
- * while glibc broadcasts setres[ug]id and setgroups to every thread. Callers use these on
- * the main thread right before execProgram(), whose new image inherits the caller's state.
+ * Per-thread caveat (docs/internals.md#capabilities-are-per-thread): capset, prctl(PR_CAPBSET_DROP
+ * / PR_SET_KEEPCAPS / PR_SET_SECUREBITS / PR_CAP_AMBIENT / PR_SET_NO_NEW_PRIVS) change the CALLING
+ * thread only, while glibc broadcasts setres[ug]id and setgroups to every thread. Callers use
+ * these on the main thread right before execProgram(), whose new image inherits the caller's
+ * state.
  */
 import { readFileSync } from 'node:fs';
 import { libc, lastErrno } from './libc.js';

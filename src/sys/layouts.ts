@@ -1,6 +1,6 @@
 /**
  * Linux x86_64 / aarch64 (LP64, glibc) struct layouts and constants, checked against
- * spec/ffi.md §6 (measured with offsets.c). 32-bit ABIs are not supported.
+ * docs/internals.md#struct-layouts (measured with offsets.c). 32-bit ABIs are not supported.
  */
 import { arch } from 'node:process';
 

@@ -3,7 +3,7 @@
  * module that loads native code, and the only one where `any` appears: koffi functions are
  * untyped, so each is given its exact TypeScript signature here and nowhere else.
  *
- * Rules (spec/ffi.md §1, §7):
+ * Rules (docs/internals.md#koffi):
  * - Variadic functions (ioctl, fcntl) get fixed prototypes: koffi cannot call variadic
  *   functions asynchronously, and a fixed prototype is ABI-safe on Linux x86_64/aarch64.
  * - Pointers that end up stored inside structs (msghdr, sg_io_hdr) are passed as
@@ -170,7 +170,7 @@ export function freeNative(block: NativeBlock): void {
   koffi.free(block.handle);
 }
 
-/** koffi's uv_poll_t on Node's own loop (undocumented in 3.3.4: see spec/ffi.md §2). */
+/** koffi's uv_poll_t on Node's own loop (undocumented in 3.3.4: see docs/internals.md#readiness-with-uv_poll). */
 export function pollFd(
   fd: number,
   opts: { readable?: boolean; writable?: boolean },

@@ -1,6 +1,6 @@
 /**
  * Readiness for our own nonblocking sockets from libuv itself: koffi.node.poll is a uv_poll_t
- * on Node's main loop (spec/ffi.md §2). It is undocumented in koffi 3.3.4, which is pinned;
+ * on Node's main loop (docs/internals.md#readiness-with-uv_poll). It is undocumented in koffi 3.3.4, which is pinned;
  * this adapter is the only user. Quirks handled here:
  * - the callback is called as (status, events), not (events) as koffi's .d.ts says;
  * - it is level-triggered, so interest must be dropped while a request executes;

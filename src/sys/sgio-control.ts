@@ -17,7 +17,7 @@ export const Control = {
 /**
  * The calls a thread makes on a client's fd. Each may block for as long as the kernel
  * likes: ioctl(SG_IO) on a hung device, and close() too, on the last reference to a
- * socket with SO_LINGER, a FUSE file (flush), a tty (drain) (README "Threat model").
+ * socket with SO_LINGER, a FUSE file (flush), a tty (drain) (docs/security.md "Threat model").
  */
 export const Op = {
   SG_IO: 0,

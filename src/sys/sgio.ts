@@ -3,7 +3,7 @@
  * native request area (sg_io_hdr, CDB, sense, data). The main thread fills the area, hands
  * the worker the fd and the area's address through a SharedArrayBuffer, and the worker runs
  * the ioctl synchronously, stores errno and bumps a shared eventfd. SG_IO may block for the
- * whole SCSI timeout; only its own thread waits (spec/ffi.md §3, ecosystem.md D.5 item 5).
+ * whole SCSI timeout; only its own thread waits (docs/internals.md#sg_io-threads).
  */
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -44,7 +44,7 @@ export interface SgIoResult {
   hostStatus: number;
   driverStatus: number;
   resid: number;
-  /** All 96 sense bytes; zero beyond what the kernel wrote (spec §9 item 5). */
+  /** All 96 sense bytes; zero beyond what the kernel wrote (docs/protocol.md §9 item 5). */
   sense: Uint8Array;
   /** The bytes transferred from the device: dxfer_len − resid ('from-device' only, else empty). */
   data: Uint8Array;

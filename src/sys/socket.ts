@@ -1,7 +1,7 @@
 /**
  * AF_UNIX stream sockets through raw syscalls. Node's `net` cannot be used for the client
  * side of the protocol: it reads with read(2), and the kernel then drops every SCM_RIGHTS
- * fd (spec/ffi.md §7 pitfall 1). The helper's own sockets are nonblocking and driven by
+ * fd (docs/internals.md#receiving-fds-with-recvmsg item 1). The helper's own sockets are nonblocking and driven by
  * uv_poll (see poll.ts).
  */
 import { libc, lastErrno, allocNative, freeNative, type NativeBlock } from './libc.js';
@@ -177,7 +177,7 @@ export class MessageReceiver {
     }
     this.#setU64(IOV_OFF + IOVEC.LEN, length);
     for (;;) {
-      // msg_controllen is overwritten by the kernel on every call (spec/ffi.md §7 item 3).
+      // msg_controllen is overwritten by the kernel on every call (docs/internals.md#receiving-fds-with-recvmsg item 3).
       this.#setU64(MSG_OFF + MSGHDR.CONTROLLEN, CMSG_RECV_SPACE);
       this.#dv.setInt32(MSG_OFF + MSGHDR.FLAGS, 0, true);
       const n = libc.recvmsg(fd, this.#block.address + MSG_OFF, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);

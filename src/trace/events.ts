@@ -3,7 +3,7 @@
  * each line. Lines follow QEMU's log backend: `<event_name> <formatted message>`.
  *
  * Where an event means what one of the reference's does, it has the reference's name and
- * message format (spec §7.2). QEMU prints object pointers there (`ioc=0x55f4...`); we have
+ * message format (docs/protocol.md §7.2). QEMU prints object pointers there (`ioc=0x55f4...`); we have
  * no such objects, so those fields print as glibc prints a null pointer, `(nil)`, except
  * `req` of the thread-pool events, which carries the SG_IO job's number so that a submit
  * and its completion pair up. Our own events start with `prh_` and use key=value fields.

@@ -1,12 +1,12 @@
 /**
  * `-T [enable=]PATTERN[,events=FILE][,file=FILE]`, exactly as QEMU 7.2 parses and applies
- * it (spec §7.1): QemuOpts syntax (util/qemu-option.c), then trace_opt_parse,
+ * it (docs/protocol.md §7.1): QemuOpts syntax (util/qemu-option.c), then trace_opt_parse,
  * trace_enable_events and trace_init_events (trace/control.c). Pure: the events file is
  * read through the context, and every message is returned as text.
  *
  * Deliberate differences from the reference:
  * - events=FILE: QEMU chops the last character of every line, so a final line without a
- *   newline loses a real character (`socket_listen` becomes `socket_liste`, spec §9 item
+ *   newline loses a real character (`socket_listen` becomes `socket_liste`, docs/protocol.md §9 item
  *   21). Here only a real newline is removed. Lines are also not split at 1023 bytes (QEMU
  *   reads them with fgets into a 1024-byte buffer); no event name comes near that.
  * - file=FILE: the last `file=` given wins. QEMU lets any later `-T` without `file=` send

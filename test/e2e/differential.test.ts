@@ -2,7 +2,7 @@
  * Issue 3, item 5: the same PR sequence through Debian's C qemu-pr-helper and through
  * ours, in the same guest, on the same LIO disk (reset between the two runs). Responses
  * are compared byte for byte. The only differences allowed are the documented deliberate
- * fixes (spec §9): the handshake word (1 vs 0), sense bytes 18..95 of the read-only
+ * fixes (docs/protocol.md §9): the handshake word (1 vs 0), sense bytes 18..95 of the read-only
  * refusal (uninitialised stack in the C helper, zero in ours), the C helper's 1 ms SG_IO
  * timeout on /dev/sgN nodes (COMMAND TIMEOUT), and CLEANUP (0xFF), which 7.2 answers by
  * closing the connection. PR generation numbers are compared relative to the first one
@@ -167,26 +167,26 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
       assert.equal(ro.size, rc.size, `${s.name}: size`);
       assert.equal(hex(normalise(s, ro, go)), hex(normalise(s, rc, gc)), `${s.name}: data (generation relative)`);
       if (s.dev.endsWith('-ro') && s.cdb[0] === 0x5f) {
-        // spec §9 item 5: the C helper builds 18 bytes and sends 78 uninitialised ones
+        // docs/protocol.md §9 item 5: the C helper builds 18 bytes and sends 78 uninitialised ones
         assert.equal(hex(ro.sense.slice(0, 18)), hex(rc.sense.slice(0, 18)), `${s.name}: sense bytes 0..17`);
         assert.deepEqual(ro.sense.slice(18), new Uint8Array(78), `${s.name}: ours zero-fills 18..95`);
         const differs = hex(ro.sense.slice(18)) !== hex(rc.sense.slice(18));
-        if (differs) allowed.push(`${s.name}: sense bytes 18..95 differ (C: uninitialised; ours: zero) -- spec §9.5`);
-        lines.push(`${s.name.padEnd(52)} ${what}  ${differs ? 'same except §9.5 sense tail' : 'same'}`);
+        if (differs) allowed.push(`${s.name}: sense bytes 18..95 differ (C: uninitialised; ours: zero) -- docs/protocol.md §9.5`);
+        lines.push(`${s.name.padEnd(52)} ${what}  ${differs ? 'same except docs/protocol.md §9.5 sense tail' : 'same'}`);
       } else {
         assert.equal(hex(ro.sense), hex(rc.sense), `${s.name}: 96 sense bytes`);
         lines.push(`${s.name.padEnd(52)} ${what}  same`);
       }
     });
-    // /dev/sgN reads: equal, unless the C helper's 1 ms SG_IO timeout fired (spec §9.1)
+    // /dev/sgN reads: equal, unless the C helper's 1 ms SG_IO timeout fired (docs/protocol.md §9.1)
     sgSequence().forEach((s, i) => {
       const rc = sgRuns['C']?.[i];
       const ro = sgRuns['ours']?.[i];
       assert.ok(rc && ro);
       const [k, asc, ascq] = senseTriple(rc.sense);
       if (rc.status === 2 && k === 0x0b && asc === 0x2e && ascq === 0x02 && ro.status !== rc.status) {
-        allowed.push(`${s.name}: C helper timed out (1 ms SG_IO timeout on sg nodes) -- spec §9.1`);
-        lines.push(`${s.name.padEnd(52)} C: COMMAND TIMEOUT, ours: status 0x${ro.status.toString(16)}  allowed §9.1`);
+        allowed.push(`${s.name}: C helper timed out (1 ms SG_IO timeout on sg nodes) -- docs/protocol.md §9.1`);
+        lines.push(`${s.name.padEnd(52)} C: COMMAND TIMEOUT, ours: status 0x${ro.status.toString(16)}  allowed docs/protocol.md §9.1`);
         return;
       }
       assert.equal(ro.status, rc.status, `${s.name}: status`);
@@ -196,7 +196,7 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
       lines.push(`${s.name.padEnd(52)} status 0x${ro.status.toString(16)} size ${ro.size}  same`);
     });
     for (const l of lines) log(l);
-    // handshake and CLEANUP (spec §3.2, §9.14; Debian's 7.2 predates the cleanup feature)
+    // handshake and CLEANUP (docs/protocol.md §3.2, §9.14; Debian's 7.2 predates the cleanup feature)
     log(`handshake: C ${c.features}, ours ${ours.features}; CLEANUP: C ${c.cleanup}, ours ${ours.cleanup}`);
     assert.equal(c.features, 0);
     assert.equal(ours.features, 1);

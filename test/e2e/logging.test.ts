@@ -1,7 +1,7 @@
 /**
  * The -v log on a real disk (issue 6): a REGISTER / RESERVE / conflict sequence from two
  * I_T nexuses through one helper, every request line checked field by field. The lines are
- * printed, as they appear in the README.
+ * printed, as they appear in docs/operations.md ("Logging").
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';

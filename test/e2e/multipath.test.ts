@@ -1,5 +1,5 @@
 /**
- * Issue 5: PR commands on a dm-multipath fd go through libmpathpersist (spec §5). A real map
+ * Issue 5: PR commands on a dm-multipath fd go through libmpathpersist (docs/protocol.md §5). A real map
  * over the suite's two tcm_loop paths to one LU (/dev/sda + /dev/sdb: two I_T nexuses),
  * created by multipathd with `reservation_key file` (lib/multipath.ts), and a helper of our
  * own started after multipath.conf exists (libmpathpersist reads it once, at initialisation).
@@ -234,7 +234,7 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     log(`multipath: READ KEYS (alloc 1024): helper size ${r.helper.size}, direct SG_IO ${r.direct.length} bytes: ${hex(r.direct)}`);
   });
 
-  test('PR IN data is zero-padded to the allocation length, as the reference (spec §5.3)', async (t) => {
+  test('PR IN data is zero-padded to the allocation length, as the reference (docs/protocol.md §5.3)', async (t) => {
     if (!ready(t)) return;
     for (const alloc of [1024, 100, 24]) {
       const r = await prInBoth(PR_IN.READ_KEYS, alloc);
@@ -250,7 +250,7 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     const r = await prInBoth(PR_IN.REPORT_CAPABILITIES, 8);
     log(`multipath: REPORT CAPABILITIES helper ${hex(r.helper.data)}, direct SG_IO ${hex(r.direct)}`);
     assert.equal(r.helper.size, 8);
-    // spec §5.3: length, the two flag bytes and the type mask come from the library; 6-7 zero
+    // docs/protocol.md §5.3: length, the two flag bytes and the type mask come from the library; 6-7 zero
     assert.deepEqual(r.helper.data.slice(0, 6), r.direct.slice(0, 6));
     assert.deepEqual([...r.helper.data.slice(6, 8)], [0, 0]);
     assert.deepEqual(parseCapabilities(r.helper.data).types, [1, 3, 5, 6, 7, 8]);

@@ -60,7 +60,7 @@ const dropped = (ids: { uid: number; gid: number }, capBnd: bigint, kept = RAWIO
   ({ ...ids, capInh: kept, capPrm: kept, capEff: kept, capBnd, capAmb: kept });
 /**
  * Started as root, the helper also keeps CAP_SYS_ADMIN when libmpathpersist is installed,
- * as the reference's multipath builds do (spec §2): the library needs it for DM ioctls.
+ * as the reference's multipath builds do (docs/protocol.md §2): the library needs it for DM ioctls.
  */
 const KEPT_AS_ROOT = keptCapabilities(findMpathLibrary(process.env['QEMU_PR_HELPER_MPATH_LIBRARY']) !== null);
 
@@ -88,7 +88,7 @@ const MODES: Mode[] = [
     skip: noAccounts,
     dirOwner: nobody,
     command: (socket) => ({ binary: OUR_HELPER, args: ['-u', 'nobody', '-g', 'nogroup', '-k', socket] }),
-    // -u to a user other than root never keeps CAP_SYS_ADMIN (README "Threat model").
+    // -u to a user other than root never keeps CAP_SYS_ADMIN (docs/security.md "Threat model").
     expected: () => dropped(nobody(), 0n, RAWIO),
     key: 0x9e02n,
   },

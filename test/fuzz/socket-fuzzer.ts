@@ -3,7 +3,7 @@
  * built from a seeded generator: a handshake reply (valid or not), then requests with random
  * CDB bytes, transfer lengths around the 8192 limit, 0 to 3 fds of assorted kinds, CDBs and
  * parameter lists cut into random fragments (each its own sendmsg, the fd on a random one),
- * and abrupt closes. A model of spec §3.2-3.7 predicts, for every case, the exact response
+ * and abrupt closes. A model of docs/protocol.md §3.2-3.7 predicts, for every case, the exact response
  * bytes or the close; any difference, a hang, or a malformed response is a finding.
  */
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
@@ -119,7 +119,7 @@ function generate(rng: Rng, kit: FdKit): { reply: Step; requests: Step[]; abortA
     const nfds = rng.pick([1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2, 3]);
     const kinds = Array.from({ length: nfds }, () => rng.pick(Object.keys(kit.fds) as FdKind[]));
     const fragments = split(rng, cdb, kinds.map((k) => kit.fds[k]), 4);
-    const xfer = opcode === 0xff ? 0 : len; // CLEANUP carries no data (spec §3.4)
+    const xfer = opcode === 0xff ? 0 : len; // CLEANUP carries no data (docs/protocol.md §3.4)
     let expect: Expect;
     if (nfds !== 1 || ![0x5e, 0x5f, 0xff].includes(opcode) || xfer > 8192) {
       expect = { kind: 'close' };
@@ -133,7 +133,7 @@ function generate(rng: Rng, kit: FdKit): { reply: Step; requests: Step[]; abortA
       if (opcode === 0x5f && xfer > 0) {
         const partial = rng.int(6) === 0;
         const params = rng.bytes(partial ? rng.int(xfer) : xfer);
-        // fds riding on parameter bytes are discarded by the helper (spec §3.3).
+        // fds riding on parameter bytes are discarded by the helper (docs/protocol.md §3.3).
         const paramFds = rng.int(10) === 0 ? [kit.fds['null-ro']] : [];
         if (params.length > 0) fragments.push(...split(rng, params, paramFds, 3));
         if (partial) {

@@ -1,6 +1,6 @@
 /**
  * The command line as a user meets it: our launcher against Debian's C helper for the same
- * arguments (spec §1.1, §1.9): same exit codes and same messages, with the program name
+ * arguments (docs/protocol.md §1.1, §1.9): same exit codes and same messages, with the program name
  * normalized. --help must keep every line of the reference's text.
  */
 import { test, describe } from 'node:test';

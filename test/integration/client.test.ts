@@ -116,7 +116,7 @@ describe('against our helper', () => {
     });
   }
 
-  test('register on a read-only fd: the helper refuses PR OUT with INVALID OPCODE (spec §3.7)', async () => {
+  test('register on a read-only fd: the helper refuses PR OUT with INVALID OPCODE (docs/protocol.md §3.7)', async () => {
     const r = await runClient(['-k', helper.socketPath, '--readonly', 'register', '--param-sark=abc', '/dev/null']);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stdout, [

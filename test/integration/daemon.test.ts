@@ -1,7 +1,8 @@
 /**
- * -d and -f without the reference's lifecycle bugs (spec §1.5 steps 8-9, §1.7, §9 item 16),
- * and libvirt's managed-mode start (ecosystem.md A.1), reproduced exactly: setsid + fork,
- * a pid file locked by the child and inherited across exec, stderr on a pipe that libvirt
+ * -d and -f without the reference's lifecycle bugs (docs/protocol.md §1.5 steps 8-9, §1.7, §9 item 16),
+ * and libvirt's managed-mode start
+ * (docs/operations.md#what-libvirt-expects-from-a-managed-helper), reproduced exactly: setsid +
+ * fork, a pid file locked by the child and inherited across exec, stderr on a pipe that libvirt
  * closes after start-up, SIGTERM to stop.
  */
 import { test, describe } from 'node:test';
@@ -67,7 +68,7 @@ async function stopDaemon(pid: number): Promise<void> {
   await pollUntil(() => !alive(pid), `daemon ${pid} to exit`);
 }
 
-describe('-d: daemon mode (spec §1.5 step 8)', { skip: notRoot }, () => {
+describe('-d: daemon mode (docs/protocol.md §1.5 step 8)', { skip: notRoot }, () => {
   test('the launcher exits 0 only once the daemon accepts; pid file, session, cwd, stdio as daemon(3)', async () => {
     const dir = tempDir();
     const socketPath = join(dir, 'd.sock');
@@ -77,7 +78,7 @@ describe('-d: daemon mode (spec §1.5 step 8)', { skip: notRoot }, () => {
     // Ready means ready: the very first connection after the launcher's exit is served.
     const client = await PrClient.connect(socketPath);
     client.close();
-    // A relative -f means the launching directory, not / (§9.16).
+    // A relative -f means the launching directory, not / (docs/protocol.md §9.16).
     const pidfile = join(dir, 'rel.pid');
     const pid = Number(readFileSync(pidfile, 'utf8'));
     assert.match(readFileSync(pidfile, 'utf8'), /^\d+\n$/);
@@ -107,11 +108,11 @@ describe('-d: daemon mode (spec §1.5 step 8)', { skip: notRoot }, () => {
     const r = await runLauncher(['-d', '-f', join(dir, 'no-such-dir', 'd.pid'), '-k', socketPath]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /Could not create '.*no-such-dir\/d\.pid': No such file or directory/);
-    assert.equal(existsSync(socketPath), false, 'the reference leaves the socket behind (§9.16)');
+    assert.equal(existsSync(socketPath), false, 'the reference leaves the socket behind (docs/protocol.md §9.16)');
   });
 });
 
-describe('-f: pid file (spec §1.7)', { skip: notRoot }, () => {
+describe('-f: pid file (docs/protocol.md §1.7)', { skip: notRoot }, () => {
   test('written with our pid, locked while we run, removed at exit', async () => {
     const dir = tempDir();
     const pidfile = join(dir, 'h.pid');
@@ -163,7 +164,7 @@ describe('-f: pid file (spec §1.7)', { skip: notRoot }, () => {
   });
 });
 
-describe('libvirt managed mode (ecosystem.md A.1)', { skip: notRoot }, () => {
+describe('libvirt managed mode (docs/operations.md#what-libvirt-expects-from-a-managed-helper)', { skip: notRoot }, () => {
   test('spawned as libvirt does: socket only when accepting, inherited lock kept, closed stderr survived, SIGTERM exits 0', async () => {
     const dir = tempDir();
     const pidfile = join(dir, 'vm-pr-helper0.pid');

@@ -5,11 +5,11 @@
  * exceptions are listed here and nowhere else:
  *
  * - FEATURES: we announce PR_HELPER_FEATURE_CLEANUP (00 00 00 01); Debian's 7.2 is an
- *   "H-old" helper and sends 00 00 00 00 (spec §3.2).
+ *   "H-old" helper and sends 00 00 00 00 (docs/protocol.md §3.2).
  * - CLEANUP: 7.2 does not know opcode 0xFF and closes the connection; we answer it
- *   (GOOD on a writable non-multipath fd, INVALID OPCODE on a read-only one; spec §3.7).
+ *   (GOOD on a writable non-multipath fd, INVALID OPCODE on a read-only one; docs/protocol.md §3.7).
  * - SENSE_TAIL: on the read-only PR OUT refusal the reference sends sense bytes 18-95 from
- *   uninitialized stack memory; ours are zero (spec §9 item 5). Only bytes 0-17 compare.
+ *   uninitialized stack memory; ours are zero (docs/protocol.md §9 item 5). Only bytes 0-17 compare.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -120,7 +120,7 @@ function describe_handbacks(): void {
     await sleep(50);
     c.send(params);
     assert.deepEqual(await c.readResponse(), atOnce);
-    // And a read-only fd is refused the same way on both paths (spec §3.7).
+    // And a read-only fd is refused the same way on both paths (docs/protocol.md §3.7).
     c.send(cdb, [devNull]);
     await sleep(50);
     c.send(params);

@@ -1,5 +1,5 @@
 /**
- * What may reach the helper from outside while it starts and runs (README "Threat model"):
+ * What may reach the helper from outside while it starts and runs (docs/security.md "Threat model"):
  * SIGUSR1 must never open Node's inspector, NODE_OPTIONS must load nothing, and TERM, INT
  * and HUP at any moment, including the instant the socket path appears (libvirt's
  * readiness point), must end the helper leaving neither socket nor pid file.

@@ -1,5 +1,5 @@
 /**
- * A hostile client against the real helper (README "Threat model"):
+ * A hostile client against the real helper (docs/security.md "Threat model"):
  * - a client fd whose last close() blocks (a TCP socket with SO_LINGER and unsent data)
  *   holds only its own connection: sent with the handshake (main thread) or with CDBs
  *   (fast-path workers), every other client is still answered at once;
@@ -113,7 +113,7 @@ async function newConnectionsStayFast(
 
 test('a lingering fd sent with the handshake does not hold the main thread: new connections are answered at once', () =>
   newConnectionsStayFast('lingering fd with the handshake', (attacker, fd) => {
-    // The greeting's answer, with the fd: the helper discards it (spec §3.2).
+    // The greeting's answer, with the fd: the helper discards it (docs/protocol.md §3.2).
     attacker.send(new Uint8Array(4), [fd]);
   }, 'fresh'));
 

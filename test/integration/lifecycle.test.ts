@@ -1,7 +1,8 @@
 /**
  * The process around the protocol: the listening socket and its path, socket activation
- * (spec §1.6), signals and shutdown (§1.8), start-up errors (§1.5.1, §1.9), and a stderr
- * that goes away (ecosystem.md D.5 item 4).
+ * (docs/protocol.md §1.6), signals and shutdown (docs/protocol.md §1.8), start-up errors
+ * (docs/protocol.md §1.5.1, §1.9), and a stderr that goes away
+ * (docs/internals.md#stderr-may-be-a-closed-pipe).
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +29,7 @@ function boundSocket(path: string, listen = true): number {
   return fd;
 }
 
-describe('listening socket (spec §1.5.1)', () => {
+describe('listening socket (docs/protocol.md §1.5.1)', () => {
   test('the path appears only once connections are accepted', async () => {
     const dir = tempDir();
     const path = join(dir, 'ready.sock');
@@ -102,7 +103,7 @@ describe('listening socket (spec §1.5.1)', () => {
   });
 });
 
-describe('systemd socket activation (spec §1.6)', () => {
+describe('systemd socket activation (docs/protocol.md §1.6)', () => {
   test('serves the socket on fd 3 and leaves its path in place at exit', async () => {
     const dir = tempDir();
     const path = join(dir, 'activated.sock');

@@ -44,7 +44,7 @@ describe('-v: one decoded line per request', { skip: notRoot }, () => {
       const c = await PrClient.connect(helper.socketPath);
       // PR IN on a non-SCSI fd: SG_IO fails with ENOTTY, mapped to CHECK CONDITION.
       assert.equal((await c.request(prInCdb({ sa: 0, allocationLength: 64 }), devNull)).status, 2);
-      // PR OUT on a read-only fd: refused before any I/O (spec §3.7).
+      // PR OUT on a read-only fd: refused before any I/O (docs/protocol.md §3.7).
       const params = prOutParams({ key: 0x1122334455667788n, saKey: 0xabcdefn, aptpl: true });
       assert.equal((await c.request(prOutCdb({ sa: 0, paramLength: 24 }), devNull, params)).status, 2);
       // CLEANUP on a writable non-multipath fd: GOOD without I/O.

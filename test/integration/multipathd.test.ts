@@ -1,5 +1,5 @@
 /**
- * CLEANUP's conversation with multipathd (spec §5.6) through libmpathcmd, against a
+ * CLEANUP's conversation with multipathd (docs/protocol.md §5.6) through libmpathcmd, against a
  * stand-in multipathd on the same abstract socket, speaking libmpathcmd's framing (a
  * native size_t length including the NUL, then the text). Real multipathd runs in the e2e
  * suite; this covers the reply handling on any host with the library installed.

@@ -1,7 +1,8 @@
 /**
- * Privilege drop on every thread (spec §2; ffi.md §4), read from /proc/<pid>/task/<tid>/status
- * of the running helper once its SG_IO threads exist, in each way operators start it.
- * Needs root (the helper's own drop) and util-linux setpriv (the non-root start).
+ * Privilege drop on every thread (docs/protocol.md §2;
+ * docs/internals.md#capabilities-are-per-thread), read from /proc/<pid>/task/<tid>/status of the
+ * running helper once its SG_IO threads exist, in each way operators start it. Needs root (the
+ * helper's own drop) and util-linux setpriv (the non-root start).
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +22,7 @@ const SETPRIV = '/usr/bin/setpriv';
 const RAWIO = 0x20000n;
 const RAWIO_ADMIN = 0x220000n;
 const MULTIPATH = findMpathLibrary(process.env['QEMU_PR_HELPER_MPATH_LIBRARY']) !== null;
-/** Started as root: CAP_SYS_ADMIN too when libmpathpersist is installed, as the reference (spec §2). */
+/** Started as root: CAP_SYS_ADMIN too when libmpathpersist is installed, as the reference (docs/protocol.md §2). */
 const KEPT_AS_ROOT = MULTIPATH ? RAWIO_ADMIN : RAWIO;
 const NOBODY = 65534;
 const NOGROUP = 65534;
@@ -66,7 +67,7 @@ function assertEveryThread(threads: ThreadCredentials[], expected: Row): void {
   for (const t of threads) assert.deepEqual(row(t), expected, `thread ${t.tid} (${t.name})`);
 }
 
-describe('privileges on every thread (spec §2)', { skip: notRoot }, () => {
+describe('privileges on every thread (docs/protocol.md §2)', { skip: notRoot }, () => {
   test(`root without -u/-g (libvirt): uid 0, only CAP_SYS_RAWIO${MULTIPATH ? ' and CAP_SYS_ADMIN (libmpathpersist is installed)' : ''}, empty bounding set`, async () => {
     const { threads, stop } = await threadTable({});
     assertEveryThread(threads, {
@@ -80,7 +81,7 @@ describe('privileges on every thread (spec §2)', { skip: notRoot }, () => {
     const dir = tempDir();
     const socketPath = join(dir, 'pr.sock');
     const { threads, stop } = await threadTable({ socketPath, args: ['-k', socketPath, '-u', 'nobody', '-g', 'nogroup'] });
-    // Never CAP_SYS_ADMIN for a user other than root, even with libmpathpersist (README "Threat model").
+    // Never CAP_SYS_ADMIN for a user other than root, even with libmpathpersist (docs/security.md "Threat model").
     assertEveryThread(threads, {
       uids: [NOBODY, NOBODY, NOBODY, NOBODY], gids: [NOGROUP, NOGROUP, NOGROUP, NOGROUP], groups: [],
       inheritable: RAWIO, permitted: RAWIO, effective: RAWIO, bounding: 0n, ambient: RAWIO, noNewPrivs: true,
@@ -88,7 +89,7 @@ describe('privileges on every thread (spec §2)', { skip: notRoot }, () => {
     await stop();
   });
 
-  test('-u without -g keeps gid 0, as the reference (spec §1.4); -u 4294967295 changes nothing', async () => {
+  test('-u without -g keeps gid 0, as the reference (docs/protocol.md §1.4); -u 4294967295 changes nothing', async () => {
     for (const [args, uid, gid] of [[['-u', 'nobody'], NOBODY, 0], [['-u', '4294967295'], 0, 0]] as const) {
       const dir = tempDir();
       const socketPath = join(dir, 'pr.sock');
@@ -184,7 +185,7 @@ describe('fail closed', { skip: notRoot || noSetpriv }, () => {
   });
 });
 
-describe('multipath capability (spec §2: CAP_SYS_ADMIN only with libmpathpersist)', { skip: notRoot || noSetpriv }, () => {
+describe('multipath capability (docs/protocol.md §2: CAP_SYS_ADMIN only with libmpathpersist)', { skip: notRoot || noSetpriv }, () => {
   test('without the library: CAP_SYS_RAWIO only; no warning at start (a host without multipath devices), -v says it', async () => {
     const env = { ...process.env, QEMU_PR_HELPER_MPATH_LIBRARY: '/nonexistent/libmpathpersist.so.0' };
     for (const verbose of [false, true]) {

@@ -1,5 +1,5 @@
 /**
- * Every row of spec §3.5 and §3.7 reachable without a SCSI device, over a real Unix socket
+ * Every row of docs/protocol.md §3.5 and §3.7 reachable without a SCSI device, over a real Unix socket
  * with real SCM_RIGHTS, against the real helper process. After each scenario the helper's
  * open fd count must be back where it started.
  */
@@ -40,7 +40,7 @@ afterEach(async () => {
   assert.equal(await idleFdCount(helper), baseline, 'the helper leaked an fd');
 });
 
-describe('handshake (spec §3.2)', () => {
+describe('handshake (docs/protocol.md §3.2)', () => {
   test('helper sends 00 00 00 01 first and accepts reply 0', async () => {
     const c = PrClient.open(helper.socketPath);
     assert.deepEqual([...(await c.read(4))], [0, 0, 0, 1]);
@@ -80,7 +80,7 @@ describe('handshake (spec §3.2)', () => {
   });
 });
 
-describe('request validation (spec §3.5)', () => {
+describe('request validation (docs/protocol.md §3.5)', () => {
   test('row 2: two fds on one CDB close the connection', async () => {
     const c = await PrClient.connect(helper.socketPath);
     c.send(prInCdb({ sa: 0, allocationLength: 8 }), [open('/dev/null', 'r'), open('/dev/null', 'r')]);
@@ -155,7 +155,7 @@ describe('request validation (spec §3.5)', () => {
   });
 });
 
-describe('execution without a SCSI device (spec §3.7)', () => {
+describe('execution without a SCSI device (docs/protocol.md §3.7)', () => {
   const cases: { name: string; fd: () => number; cdb: Uint8Array; params?: Uint8Array; status: number; sense: Uint8Array }[] = [
     { name: 'PR IN on /dev/null (ENOTTY)', fd: () => open('/dev/null', 'r'), cdb: prInCdb({ sa: 0, allocationLength: 512 }), status: 2, sense: IO_ERROR },
     { name: 'PR IN on a write-only fd is allowed', fd: () => open('/dev/null', 'w'), cdb: prInCdb({ sa: 1, allocationLength: 512 }), status: 2, sense: IO_ERROR },
@@ -259,7 +259,7 @@ describe('framing across reads', () => {
     const rw = open('/dev/null', 'r+');
     client.send(prOutCdb({ sa: 0, paramLength: 24 }), [rw]);
     client.send(concat(prOutParams(), cleanupCdb()));
-    // The second request has no fd of its own: answered, then closed (spec §3.3).
+    // The second request has no fd of its own: answered, then closed (docs/protocol.md §3.3).
     assert.deepEqual((await client.readResponse()).sense, IO_ERROR);
     assert.equal(await client.waitClosed(), true);
     client.close();

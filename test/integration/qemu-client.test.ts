@@ -1,5 +1,5 @@
 /**
- * The real QEMU client (`-object pr-manager-helper`, spec §6) against our helper: QEMU
+ * The real QEMU client (`-object pr-manager-helper`, docs/protocol.md §6) against our helper: QEMU
  * connects at object creation, and refuses to start when no helper listens.
  */
 import { test, describe } from 'node:test';

@@ -1,8 +1,8 @@
 /**
- * -T against the running helper (spec §7): the trace lines of a PR IN request, file= with
+ * -T against the running helper (docs/protocol.md §7): the trace lines of a PR IN request, file= with
  * %d (opened before the privilege drop and kept across the re-exec, and by the -d daemon),
  * -T help; then every -T message and exit code compared with Debian's C helper, and the
- * one deliberate difference in the events file (spec §9 item 21).
+ * one deliberate difference in the events file (docs/protocol.md §9 item 21).
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -246,7 +246,7 @@ describe('-T messages and exit codes against the C helper', { skip: referenceUna
     }
   });
 
-  test('deliberate difference (spec §9 item 21): a last line without a newline keeps its last character', () => {
+  test('deliberate difference (docs/protocol.md §9 item 21): a last line without a newline keeps its last character', () => {
     const file = join(dir, 'no-final-newline');
     writeFileSync(file, 'socket_listen\nthread_pool_submit');
     const args = ['-T', `events=${file}`, '-k', 'rel'];

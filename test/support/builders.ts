@@ -1,6 +1,6 @@
 /**
  * Test fixtures built from meaning (style habit 12): independent of the code under test.
- * Byte layouts from SPC-4 §6.15-6.16 and the helper protocol (spec §3.3-3.6).
+ * Byte layouts from SPC-4 §6.15-6.16 and the helper protocol (docs/protocol.md §3.3-3.6).
  */
 
 export const CDB_SIZE = 16;

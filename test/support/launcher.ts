@@ -249,7 +249,7 @@ export function hasReferenceHelper(): boolean {
 
 /**
  * Why the C reference cannot run here, or false when it can. It must start as root: it
- * always drops privileges and fails otherwise (spec §1.5 step 10).
+ * always drops privileges and fails otherwise (docs/protocol.md §1.5 step 10).
  */
 export function referenceUnavailable(): string | false {
   if (!hasReferenceHelper()) return `${REFERENCE_HELPER} is not installed (Debian package qemu-system-common)`;

@@ -1,10 +1,11 @@
 /**
- * The child side of libvirt's managed pr-helper start (ecosystem.md A.1, libvirt's
- * virExec with VIR_EXEC_DAEMON + virCommandSetPidFile): after libvirt's setsid and fork,
- * the child opens the pid file, takes an fcntl write lock on its first byte
- * (virPidFileAcquirePath), writes its own pid, leaves the fd open across exec, and execs
- * `HELPER -k SOCKET`. The helper therefore starts with libvirt's locked pid file on an
- * inherited fd, which must stay open and locked for its whole life.
+ * The child side of libvirt's managed pr-helper start
+ * (docs/operations.md#what-libvirt-expects-from-a-managed-helper, libvirt's virExec with
+ * VIR_EXEC_DAEMON + virCommandSetPidFile): after libvirt's setsid and fork, the child opens the
+ * pid file, takes an fcntl write lock on its first byte (virPidFileAcquirePath), writes its own
+ * pid, leaves the fd open across exec, and execs `HELPER -k SOCKET`. The helper therefore starts
+ * with libvirt's locked pid file on an inherited fd, which must stay open and locked for its whole
+ * life.
  *
  * Usage: node libvirt-exec.js PIDFILE HELPER ARGS...  (run it detached: setsid)
  */

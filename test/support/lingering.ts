@@ -2,7 +2,7 @@
  * A client fd whose last close() blocks: a TCP socket on loopback with unsent data and
  * SO_LINGER {1, seconds}. close() of the last reference then waits up to `seconds` for the
  * data to leave, which it never does (the peer does not read). The hardening tests pass it
- * to the helper as a "device" (README "Threat model").
+ * to the helper as a "device" (docs/security.md "Threat model").
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { sendBytes, setLinger } from '../../src/sys/socket.js';

@@ -26,7 +26,7 @@ function events(...args: string[]): GetoptEvent[] {
   return [...getoptLong(args, { shortOptions: SHORT_OPTIONS, longOptions: LONG_OPTIONS, program: P })];
 }
 
-describe('getopt_long semantics (spec §1.1)', () => {
+describe('getopt_long semantics (docs/protocol.md §1.1)', () => {
   test('every spelling of -k', () => {
     for (const args of [['-k/a'], ['-k', '/a'], ['--socket=/a'], ['--socket', '/a'], ['--sock', '/a'], ['--s=/a']]) {
       const r = parse(...args);
@@ -120,7 +120,7 @@ describe('helper options', () => {
     }
   });
 
-  test('verbosity arithmetic (spec §1.3)', () => {
+  test('verbosity arithmetic (docs/protocol.md §1.3)', () => {
     const v = (...a: string[]): [number, boolean] => {
       const r = parse(...a);
       assert.ok(r.kind === 'run');
@@ -134,7 +134,7 @@ describe('helper options', () => {
     assert.deepEqual(v('-q', '-vvv'), [0, false]);
   });
 
-  test('defaults (spec §1.2)', () => {
+  test('defaults (docs/protocol.md §1.2)', () => {
     const r = parse();
     assert.ok(r.kind === 'run');
     assert.equal(r.options.socketPath, '/var/run/qemu-pr-helper.sock');
@@ -151,7 +151,7 @@ describe('helper options', () => {
     }
   });
 
-  test('-u/-g parse like the reference (spec §1.4): name first, then a strtoul number', () => {
+  test('-u/-g parse like the reference (docs/protocol.md §1.4): name first, then a strtoul number', () => {
     assert.deepEqual(parse('-u', 'nosuchuser'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user 'nosuchuser'\n" });
     assert.deepEqual(parse('-g', '0x10'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid group '0x10'\n" });
     assert.deepEqual(parse('-u', '-1'), { kind: 'exit', code: 1, stdout: '', stderr: "qemu-pr-helper: invalid user '-1'\n" });
@@ -177,7 +177,7 @@ describe('helper options', () => {
     assert.ok(f.kind === 'run' && !f.options.daemonize && f.options.pidfileGiven && f.options.pidfile === 'rel.pid');
   });
 
-  test('-T is applied in order while parsing (spec §1.1, §7.1; the grammar is in trace.test.ts)', () => {
+  test('-T is applied in order while parsing (docs/protocol.md §1.1, §7.1; the grammar is in trace.test.ts)', () => {
     const list = parse('-T', 'help', '--bogus');
     assert.ok(list.kind === 'exit' && list.code === 0 && list.stdout.startsWith('qio_channel_socket_new_fd\n'),
       '-T help exits 0 before a later bad option is read');
@@ -203,7 +203,7 @@ describe('helper options', () => {
   });
 });
 
-describe('socket activation environment (spec §1.6)', () => {
+describe('socket activation environment (docs/protocol.md §1.6)', () => {
   test('strtoul parsing', () => {
     assert.equal(parseStrtoul('12'), 12n);
     assert.equal(parseStrtoul(' +12'), 12n);

@@ -1,5 +1,5 @@
 /**
- * The pure multipath translation layer (spec §5.3-5.6, §9 items 8, 9, 15). Expected bytes come
+ * The pure multipath translation layer (docs/protocol.md §5.3-5.6, §9 items 8, 9, 15). Expected bytes come
  * from the builders below and in test/support/builders.ts, never from the code under test.
  */
 import { test, describe } from 'node:test';
@@ -89,7 +89,7 @@ const INVALID_PARAM: [number, number, number] = [0x05, 0x26, 0x00];
 
 // ---- PR OUT ----
 
-describe('PR OUT parameter list (spec §5.4)', () => {
+describe('PR OUT parameter list (docs/protocol.md §5.4)', () => {
   test('len < 24 → INVALID PARAMETER LIST LENGTH, checked before the SA', () => {
     for (const len of [0, 1, 23]) {
       assertCheck(parse(new Uint8Array(len)), PARAM_LEN);
@@ -121,7 +121,7 @@ describe('PR OUT parameter list (spec §5.4)', () => {
     for (const sa of [7, 8, 9, 0x10, 0x1f]) assertCheck(parse(new Uint8Array(24), sa), INVALID_FIELD);
   });
 
-  test('SA is CDB byte 1 & 0x1F (deviation, spec §9 item 15)', () => {
+  test('SA is CDB byte 1 & 0x1F (deviation, docs/protocol.md §9 item 15)', () => {
     const cdb = cdbFor(0, 24);
     cdb[1] = 0xe1; // reserved bits set, SERVICE ACTION 1
     assert.equal(assertCall(parsePrOutParameters(cdb, new Uint8Array(24))).sa, 1);
@@ -167,7 +167,7 @@ describe('PR OUT parameter list (spec §5.4)', () => {
   });
 });
 
-describe('transport IDs (spec §5.4 table)', () => {
+describe('transport IDs (docs/protocol.md §5.4 table)', () => {
   const one = (tid: Uint8Array): ReturnType<typeof parsePrOutParameters> => parse(withTids([tid]));
   const onlyId = (tid: Uint8Array): MpathTransportId => {
     const ids = assertCall(one(tid)).descriptor.transportIds;
@@ -270,7 +270,7 @@ describe('transport IDs (spec §5.4 table)', () => {
     assertCheck(parse(withTids([fcTid(bytes(8, 1)), sasTid(bytes(8, 2), 0x46)])), INVALID_PARAM);
   });
 
-  test('exactly 32 IDs are accepted; 33 → INVALID FIELD IN PARAMETER LIST (deviation, spec §9 item 8)', () => {
+  test('exactly 32 IDs are accepted; 33 → INVALID FIELD IN PARAMETER LIST (deviation, docs/protocol.md §9 item 8)', () => {
     assert.equal(MPATH_MX_TIDS, 32);
     const ids = Array.from({ length: 33 }, (_, k) => (k % 2 === 0 ? fcTid(bytes(8, k)) : sasTid(bytes(8, k))));
     const call = assertCall(parse(withTids(ids.slice(0, 32))));
@@ -344,7 +344,7 @@ describe('PR OUT properties', () => {
 
 // ---- CLEANUP ----
 
-describe('CLEANUP unregister (spec §5.6 step 4)', () => {
+describe('CLEANUP unregister (docs/protocol.md §5.6 step 4)', () => {
   test('REGISTER AND IGNORE EXISTING KEY, scope/type 0, 24 zero bytes', () => {
     const { cdb, params } = cleanupUnregisterRequest();
     assert.deepEqual([...cdb], [0x5f, 0x06, 0, 0, 0, 0, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0]);
@@ -359,7 +359,7 @@ describe('CLEANUP unregister (spec §5.6 step 4)', () => {
 
 // ---- PR IN ----
 
-describe('PR IN request (spec §5.3)', () => {
+describe('PR IN request (docs/protocol.md §5.3)', () => {
   test('READ KEYS, READ RESERVATION, REPORT CAPABILITIES, READ FULL STATUS go to the library with the allocation length', () => {
     for (const sa of [0, 1, 2, 3]) {
       assert.deepEqual(parsePrInRequest(prInCdb({ sa, allocationLength: 0x1234 })), { kind: 'call', sa, allocationLength: 0x1234 });
@@ -371,7 +371,7 @@ describe('PR IN request (spec §5.3)', () => {
     for (const sa of [4, 5, 0x10, 0x1f]) assertCheck(parsePrInRequest(prInCdb({ sa, allocationLength: 8 })), INVALID_FIELD);
   });
 
-  test('SA is masked with 0x1F (deviation, spec §9 item 15); a short CDB reads as zeros', () => {
+  test('SA is masked with 0x1F (deviation, docs/protocol.md §9 item 15); a short CDB reads as zeros', () => {
     const cdb = prInCdb({ sa: 1, allocationLength: 8 });
     cdb[1] = 0xe1;
     assert.deepEqual(parsePrInRequest(cdb), { kind: 'call', sa: 1, allocationLength: 8 });
@@ -381,7 +381,7 @@ describe('PR IN request (spec §5.3)', () => {
   });
 });
 
-describe('PR IN data (spec §5.3, §9 item 9)', () => {
+describe('PR IN data (docs/protocol.md §5.3, §9 item 9)', () => {
   const allocationLengths = [0, 7, 8, 100, 8192, 65535];
   const body = bytes(8192, 0x21);
 
@@ -455,7 +455,7 @@ describe('PR IN data (spec §5.3, §9 item 9)', () => {
 
 // ---- library return codes ----
 
-describe('libmpathpersist return code → outcome (spec §5.5)', () => {
+describe('libmpathpersist return code → outcome (docs/protocol.md §5.5)', () => {
   // [code, key/asc/ascq, probe with TEST UNIT READY]
   const checkRows: [number, [number, number, number], boolean][] = [
     [2, [0x02, 0x04, 0x00], true],

@@ -121,7 +121,7 @@ describe('started without root', () => {
   });
 });
 
-describe('-u/-g targets (spec §1.4)', () => {
+describe('-u/-g targets (docs/protocol.md §1.4)', () => {
   test('absent or 4294967295 means the current id', () => {
     assert.equal(targetId(null, 0), 0);
     assert.equal(targetId(0xffffffff, 1000), 1000);

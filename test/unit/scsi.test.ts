@@ -9,7 +9,7 @@ import { refuseReadOnly } from '../../src/exec/executor.js';
 import { fixedSense96 } from '../support/builders.js';
 
 describe('CDB geometry', () => {
-  test('length from the group code (spec §9 item 2)', () => {
+  test('length from the group code (docs/protocol.md §9 item 2)', () => {
     assert.equal(cdbLength(0x00), 6); // TEST UNIT READY
     assert.equal(cdbLength(0x5e), 10); // PERSISTENT RESERVE IN
     assert.equal(cdbLength(0x5f), 10); // PERSISTENT RESERVE OUT
@@ -40,7 +40,7 @@ describe('CDB geometry', () => {
 });
 
 describe('Sense', () => {
-  test('fixed format as scsi_build_sense (spec §4.3)', () => {
+  test('fixed format as scsi_build_sense (docs/protocol.md §4.3)', () => {
     assert.deepEqual([...buildFixedSense(Sense.IO_ERROR)],
       [0x70, 0, 0x0b, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x00, 0x06, 0, 0, 0, 0]);
   });
@@ -57,7 +57,7 @@ describe('Sense', () => {
     });
   });
 
-  test('PR OUT and CLEANUP need a writable fd (spec §3.7, §9 item 13)', () => {
+  test('PR OUT and CLEANUP need a writable fd (docs/protocol.md §3.7, §9 item 13)', () => {
     const ro = openSync('/dev/null', 'r');
     const wo = openSync('/dev/null', 'w');
     const rw = openSync('/dev/null', 'r+');
@@ -76,7 +76,7 @@ function report(partial: Partial<SgIoReport>): SgIoReport {
   return { error: null, status: 0, hostStatus: 0, driverStatus: 0, sense: new Uint8Array(96), ...partial };
 }
 
-describe('SG_IO outcome mapping (spec §4.2, SG-new)', () => {
+describe('SG_IO outcome mapping (docs/protocol.md §4.2, SG-new)', () => {
   // [errno, status, [key, asc, ascq] | null]
   const errnoRows: [string, number, [number, number, number] | null][] = [
     ['EDOM', 0x28, null],
@@ -114,7 +114,7 @@ describe('SG_IO outcome mapping (spec §4.2, SG-new)', () => {
     [0x11, 0x18, null],
     [0x12, 0x02, [0x07, 0x27, 0x07]],
     [0x13, 0x02, [0x03, 0x11, 0x00]],
-    // Deviations (spec §9 item 6): the reference says GOOD for all of these.
+    // Deviations (docs/protocol.md §9 item 6): the reference says GOOD for all of these.
     [0x06, 0x02, [0x0b, 0x00, 0x06]],
     [0x07, 0x02, [0x0b, 0x00, 0x06]],
     [0x09, 0x02, [0x0b, 0x00, 0x06]],

@@ -127,7 +127,7 @@ describe('Session requests at every split offset', () => {
   });
 });
 
-describe('Session framing violations (spec §3.5)', () => {
+describe('Session framing violations (docs/protocol.md §3.5)', () => {
   function afterHandshake(): Session {
     const s = new Session();
     s.feed(HANDSHAKE_OK, []);
@@ -178,7 +178,7 @@ describe('Session framing violations (spec §3.5)', () => {
     assert.equal(badIn.kind === 'close' && badIn.error.reason, 'transfer-too-long');
   });
 
-  test('PR OUT bytes 5-6 are ignored (QEMU uses BE16 of bytes 7-8, spec §3.4)', () => {
+  test('PR OUT bytes 5-6 are ignored (QEMU uses BE16 of bytes 7-8, docs/protocol.md §3.4)', () => {
     const s = afterHandshake();
     const cdb = prOutCdb({ sa: 0, paramLength: 0x00010018 });
     assert.equal(s.feed(cdb, [3]).kind, 'need-more');

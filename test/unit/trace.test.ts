@@ -1,6 +1,6 @@
 /**
- * -T as QEMU 7.2 parses and applies it (spec §7.1): QemuOpts grammar, event patterns, the
- * events file (with the §9 item 21 fix), the file= template; then the trace points' lines
+ * -T as QEMU 7.2 parses and applies it (docs/protocol.md §7.1): QemuOpts grammar, event patterns, the
+ * events file (with the docs/protocol.md §9 item 21 fix), the file= template; then the trace points' lines
  * (the hand-off between images: test/unit/handoff.test.ts). Expected texts were taken from /usr/bin/qemu-pr-helper
  * (test/integration/trace.test.ts compares the running binaries).
  */
@@ -58,7 +58,7 @@ const warn = (name: string): string => `${P}: warning: trace event '${name}' doe
 const HELP = 'trace options:\n  enable=<str>\n  events=<str>\n  file=<str>\n';
 const LIST = listEvents(EVENTS);
 
-describe('-T grammar (QemuOpts, spec §7.1)', () => {
+describe('-T grammar (QemuOpts, docs/protocol.md §7.1)', () => {
   test('the first element without = is enable=; enable= may be spelled out', () => {
     assert.deepEqual(enabled(apply(['socket_listen'])), ['socket_listen']);
     assert.deepEqual(enabled(apply(['enable=socket_listen'])), ['socket_listen']);
@@ -192,7 +192,7 @@ describe('events=FILE (QEMU trace_init_events)', () => {
       `${P}:/e:5: warning: trace event 'x' does not exist\n`);
   });
 
-  test('a final line without a newline keeps its last character (fix of spec §9 item 21)', () => {
+  test('a final line without a newline keeps its last character (fix of docs/protocol.md §9 item 21)', () => {
     // QEMU would chop it to 'socket_liste' and warn; a last 1-character line it would skip.
     assert.deepEqual(enabled(apply(['events=/e'], { '/e': 'prh_request\nsocket_listen' })), ['prh_request', 'socket_listen']);
     assert.equal(apply(['events=/e'], { '/e': 'prh_request\nq' }).stderr, `${P}:/e:2: warning: trace event 'q' does not exist\n`);

@@ -1,7 +1,7 @@
 /**
  * A real dm-multipath map with multipathd running, for the multipath tests: one map over the
  * two tcm_loop paths of the suite's LU (/dev/sda + /dev/sdb, two I_T nexuses), created by
- * multipathd from a multipath.conf of our own with `reservation_key file` (spec §8: without a
+ * multipathd from a multipath.conf of our own with `reservation_key file` (docs/protocol.md §8: without a
  * reservation_key multipathd does not register keys on reinstated paths, and libmpathpersist
  * refuses PR OUT whose keys differ from the configured one). Everything else is blacklisted,
  * in particular the iSCSI nexus to the same LU and the stall test's scsi_debug disk.
