@@ -13,8 +13,9 @@ nameThisThread('prh-mpath-probe');
 
 function probe(): { reply: string } | { failure: string } {
   const cmd = openMpathCmd(path);
-  const fd = cmd.connect();
-  if (fd < 0) return { failure: 'mpath_connect() failed: cannot reach multipathd' };
+  const connection = cmd.connect();
+  if (!connection.ok) return { failure: `mpath_connect() failed: cannot reach multipathd: ${connection.error}` };
+  const { fd } = connection;
   try {
     const result = cmd.processCommand(fd, 'show daemon', timeoutMs);
     if (!result.ok) return { failure: `mpath_process_cmd(${fd}, "show daemon") failed: ${result.error}` };

@@ -47,8 +47,9 @@ function readFullStatus(request: Extract<MpathRequest, { op: 'in' }>): MpathRepl
 
 /** multipathd commands over libmpathcmd; a reply other than "ok" (or none) is a failure. */
 function multipathd(commands: string[], timeoutMs: number): string | null {
-  const fd = cmd.connect();
-  if (fd < 0) return 'mpath_connect() failed: cannot reach multipathd';
+  const connection = cmd.connect();
+  if (!connection.ok) return `mpath_connect() failed: cannot reach multipathd: ${connection.error}`;
+  const { fd } = connection;
   try {
     for (const command of commands) {
       const result = cmd.processCommand(fd, command, timeoutMs);

@@ -187,7 +187,7 @@ describe('KubeVirt pr-helper container (contrib/kubevirt)', { skip: skipReason()
       const line = await waitFor(() => /multipath: multipathd does not answer through (\S+) \(yet\): (.*)/.exec(helper.stderr()), 10_000);
       assert.ok(line, `no multipathd line in:\n${helper.stderr()}`);
       assert.equal(line[1], abstract);
-      assert.match(line[2] ?? '', /mpath_connect\(\) failed/);
+      assert.match(line[2] ?? '', /^mpath_connect\(\) failed: cannot reach multipathd: Connection refused$/);
       assert.deepEqual(fake.commands, ['show daemon'], 'nothing more reached the abstract socket');
       assert.equal(await helper.stop('SIGTERM'), 0);
     } finally {
