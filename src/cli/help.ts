@@ -32,6 +32,9 @@ Persistent Reservation helper program for QEMU
       --allow-gid=GROUP[,GROUP...] ... or from these groups (default: anyone
                             who can open the socket)
       --log-keys            show reservation keys in full in -v lines
+      --multipath-socket=PATH|@NAME
+                            reach multipathd through this socket (sets
+                            MULTIPATH_SOCKET_NAME for libmpathcmd >= 0.12)
 
 FILE is accepted and ignored, as by QEMU's qemu-pr-helper.
 This is ${PACKAGE_NAME}, a TypeScript implementation; see its README for

@@ -32,6 +32,7 @@ import { launch } from '../images/launch.js';
 import { firstImage } from '../images/first.js';
 import { secondImage } from '../images/second.js';
 import { StopSignals, type Invocation } from '../images/startup.js';
+import { applyMultipathSocket } from '../privileges/multipath.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
 // (docs/internals.md#stderr-may-be-a-closed-pipe). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
@@ -82,6 +83,13 @@ function main(): void {
   const { options } = parsed;
   // -T warnings, once: the first image printed them already.
   if (envelope === null) process.stderr.write(parsed.stderr);
+  // Before any thread starts: libmpathcmd reads it from the C environment on each connect.
+  const socketError = applyMultipathSocket(options.multipathSocket, env);
+  if (socketError !== null) {
+    process.stderr.write(`${program.slice(program.lastIndexOf('/') + 1)}: ${socketError}\n`);
+    process.exitCode = 1;
+    return;
+  }
   const log = new Logger(program.slice(program.lastIndexOf('/') + 1), options.verbosity, undefined,
     stderrIsJournal(env['JOURNAL_STREAM']));
   const invocation: Invocation = {

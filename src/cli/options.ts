@@ -29,6 +29,11 @@ export interface Options {
   logKeys: boolean;
   /** What the -T options enabled, and the last file= (docs/protocol.md §7). */
   trace: TraceSettings;
+  /**
+   * --multipath-socket: multipathd's socket for libmpathcmd (MULTIPATH_SOCKET_NAME), as
+   * given (checked at start-up with the environment's: src/privileges/multipath.ts), or null.
+   */
+  multipathSocket: string | null;
 }
 
 export type CommandLine =
@@ -53,6 +58,7 @@ const IO_TIMEOUT_KEY = 'io-timeout';
 const ALLOW_UID_KEY = 'allow-uid';
 const ALLOW_GID_KEY = 'allow-gid';
 const LOG_KEYS_KEY = 'log-keys';
+const MULTIPATH_SOCKET_KEY = 'multipath-socket';
 
 export const LONG_OPTIONS: readonly LongOption[] = [
   { name: 'help', hasArg: false, key: 'h' },
@@ -72,6 +78,8 @@ export const LONG_OPTIONS: readonly LongOption[] = [
   { name: ALLOW_UID_KEY, hasArg: true, key: ALLOW_UID_KEY },
   { name: ALLOW_GID_KEY, hasArg: true, key: ALLOW_GID_KEY },
   { name: LOG_KEYS_KEY, hasArg: false, key: LOG_KEYS_KEY },
+  // 'm' starts no reference option.
+  { name: MULTIPATH_SOCKET_KEY, hasArg: true, key: MULTIPATH_SOCKET_KEY },
 ];
 
 /** uid_t/gid_t range check of the reference: strtoul, then the value must fit 32 bits. */
@@ -119,6 +127,7 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
     allowGids: null,
     logKeys: false,
     trace: NO_TRACE,
+    multipathSocket: null,
   };
   let loglevel = 1;
   let quiet = false;
@@ -202,6 +211,9 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
       }
       case LOG_KEYS_KEY:
         options.logKeys = true;
+        break;
+      case MULTIPATH_SOCKET_KEY:
+        options.multipathSocket = arg;
         break;
       default:
         throw new Error(`Cannot handle option key '${ev.key}'`);

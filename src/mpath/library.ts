@@ -6,6 +6,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { MPATH_PRIN_RCAP_SA } from './abi.js';
 import type { MpathReply, MpathRequest, PrOutArguments, PrinResponse } from './types.js';
 
@@ -58,6 +59,46 @@ export function mpathLibraryAbi(path: string): string | null {
   }
 }
 
+/** libmpathcmd beside a libmpathpersist (they come from one multipath-tools build). */
+export function mpathCmdOf(persistPath: string): string {
+  return `${dirname(persistPath)}/libmpathcmd.so.0`;
+}
+
+/**
+ * Whether this libmpathcmd reads MULTIPATH_SOCKET_NAME (multipath-tools 0.12 and later:
+ * the name is in its read-only data, for getenv), or null when unreadable. Its symbol
+ * versions do not tell: LIBMPATHCMD_1.1.0 predates the variable.
+ */
+export function mpathCmdReadsSocketVariable(cmdPath: string): boolean | null {
+  try {
+    return readFileSync(cmdPath).includes('MULTIPATH_SOCKET_NAME');
+  } catch {
+    return null;
+  }
+}
+
+/** How long the start-up probe waits for multipathd's reply. */
+const PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * Asks multipathd "show daemon" through libmpathcmd (mpath_connect(), as libmpathpersist
+ * does for its key updates), on a thread of its own that ends with the answer. Resolves
+ * with the reply ("pid 123 idle"), rejects with why there is none.
+ */
+export function probeMultipathd(cmdPath: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<string> {
+  const worker = new Worker(PROBE_URL, { workerData: { path: cmdPath, timeoutMs }, stdout: false, stderr: false });
+  worker.unref();
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', () => reject(new Error('the probe thread ended without an answer')));
+    worker.once('message', (message: { reply?: string; failure?: string }) => {
+      if (message.reply !== undefined) resolve(message.reply);
+      else reject(new Error(message.failure ?? 'no answer'));
+    });
+  });
+}
+
+const PROBE_URL = new URL('./probe-main.js', import.meta.url);
 const WORKER_URL = new URL('./thread-main.js', import.meta.url);
 
 type Pending = (reply: MpathReply) => void;

@@ -6,12 +6,12 @@
  * The library calls themselves, with their native memory, are src/sys/mpathpersist.ts.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { dirname } from 'node:path';
 import { nameThisThread } from '../sys/fd.js';
 import { errorMessage } from '../util/error-message.js';
 import { openMpathCmd, openMpathPersist, type MpathCmd, type MpathPersist } from '../sys/mpathpersist.js';
 import { MPATH_ALLOCATION_LENGTH, MPATH_PRIN_RFSTAT_SA, MPATH_PR_SUCCESS } from './abi.js';
 import { decodeLibraryFullStatus } from './full-status.js';
+import { mpathCmdOf } from './library.js';
 import type { MpathReply, MpathRequest } from './types.js';
 
 const { path, logToSyslog } = workerData as { path: string; logToSyslog: boolean };
@@ -21,7 +21,7 @@ let lib: MpathPersist;
 let cmd: MpathCmd;
 try {
   lib = openMpathPersist(path);
-  cmd = openMpathCmd(`${dirname(path)}/libmpathcmd.so.0`);
+  cmd = openMpathCmd(mpathCmdOf(path));
   if (!lib.setAllocationLength(MPATH_ALLOCATION_LENGTH)) throw new Error('mpath_mx_alloc_len is not exported');
   // The library prints its own messages on fd 2. Under journald they go to syslog instead,
   // so that the journal gets them with a priority; otherwise without its time stamps.
@@ -47,8 +47,9 @@ function readFullStatus(request: Extract<MpathRequest, { op: 'in' }>): MpathRepl
 
 /** multipathd commands over libmpathcmd; a reply other than "ok" (or none) is a failure. */
 function multipathd(commands: string[], timeoutMs: number): string | null {
-  const fd = cmd.connect();
-  if (fd < 0) return 'mpath_connect() failed: cannot reach multipathd';
+  const connection = cmd.connect();
+  if (!connection.ok) return `mpath_connect() failed: cannot reach multipathd: ${connection.error}`;
+  const { fd } = connection;
   try {
     for (const command of commands) {
       const result = cmd.processCommand(fd, command, timeoutMs);

@@ -238,8 +238,8 @@ export function loadMpathPersist(path: string): MpathPersistLib {
 
 /** libmpathcmd (multipath-tools): multipathd's command socket, as QEMU's CLEANUP uses it. */
 export interface MpathCmdLib {
-  /** A connected fd, or -1 with errno. */
-  connect(): number;
+  /** A connected fd, or -1 and errno. */
+  connect(): { fd: number; errno: number };
   /** 0 and the reply, or -1 with errno; waits up to `timeoutMs`. */
   processCommand(fd: number, command: string, timeoutMs: number): { rc: number; errno: number; reply: string | null };
   disconnect(fd: number): void;
@@ -252,7 +252,10 @@ export function loadMpathCmd(path: string): MpathCmdLib {
   const disconnect = cmd.func('int mpath_disconnect(int fd)');
   const free = lib.func('void free(void *ptr)');
   return {
-    connect: () => connect() as number,
+    connect: () => {
+      const fd = connect() as number;
+      return { fd, errno: fd < 0 ? koffi.errno() as number : 0 };
+    },
     processCommand(fd, command, timeoutMs) {
       const out: any[] = [null];
       const rc = processCmd(fd, command, out, timeoutMs) as number;

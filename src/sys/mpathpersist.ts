@@ -85,8 +85,8 @@ export function openMpathPersist(path: string): MpathPersist {
 }
 
 export interface MpathCmd {
-  /** mpath_connect(): a connected fd, or a negative number when multipathd cannot be reached. */
-  connect(): number;
+  /** mpath_connect(): a connected fd, or why multipathd cannot be reached (connect(2)'s errno). */
+  connect(): { ok: true; fd: number } | { ok: false; error: string };
   /** mpath_process_cmd(): multipathd's reply (null if none), or why the call failed; waits up to `timeoutMs`. */
   processCommand(fd: number, command: string, timeoutMs: number): { ok: true; reply: string | null } | { ok: false; error: string };
   /** mpath_disconnect(). */
@@ -97,7 +97,10 @@ export interface MpathCmd {
 export function openMpathCmd(path: string): MpathCmd {
   const cmd = loadMpathCmd(path);
   return {
-    connect: () => cmd.connect(),
+    connect() {
+      const { fd, errno } = cmd.connect();
+      return fd >= 0 ? { ok: true, fd } : { ok: false, error: describeErrno(errno) };
+    },
     processCommand(fd, command, timeoutMs) {
       const { rc, errno, reply } = cmd.processCommand(fd, command, timeoutMs);
       return rc === 0 ? { ok: true, reply } : { ok: false, error: describeErrno(errno) };

@@ -6,53 +6,11 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { findMpathLibrary, MpathLibrary } from '../../src/mpath/library.js';
-import { bindUnix, listenSocket, unixStreamSocket } from '../../src/sys/socket.js';
-import { closeFd } from '../../src/sys/fd.js';
+import { fakeMultipathd } from '../support/fake-multipathd.js';
 
-const MULTIPATHD_SOCKET = '\0/org/kernel/linux/storage/multipathd';
 const library = findMpathLibrary(process.env['QEMU_PR_HELPER_MPATH_LIBRARY']);
-
-function frame(text: string): Buffer {
-  const body = Buffer.from(`${text}\0`, 'utf8');
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(body.length));
-  return Buffer.concat([head, body]);
-}
-
-/** Answers each command with reply(command); records the commands. */
-function fakeMultipathd(reply: (command: string) => string): Promise<{ server: Server; commands: string[] }> {
-  const commands: string[] = [];
-  const server = createServer((socket: Socket) => {
-    let buffered = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 8) {
-        const length = Number(buffered.readBigUInt64LE(0));
-        if (buffered.length < 8 + length) return;
-        const command = buffered.subarray(8, 8 + length - 1).toString('utf8');
-        buffered = buffered.subarray(8 + length);
-        commands.push(command);
-        socket.write(frame(reply(command)));
-      }
-    });
-  });
-  // Node's own listen() pads abstract names to the whole sun_path; libmpathcmd binds the
-  // exact name, so the socket is made by the sys layer and handed to Node.
-  const fd = unixStreamSocket();
-  try {
-    bindUnix(fd, MULTIPATHD_SOCKET);
-    listenSocket(fd, 8);
-  } catch (error) {
-    closeFd(fd);
-    return Promise.reject(error);
-  }
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ fd }, () => resolve({ server, commands }));
-  });
-}
 
 describe('multipathd commands for CLEANUP (libmpathcmd)', { skip: library === null ? 'libmpathpersist is not installed (multipath-tools)' : false }, () => {
   test('"ok" replies succeed; a "fail" reply is reported with its text; no reply at all is an error', async (t) => {

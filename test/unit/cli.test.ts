@@ -88,7 +88,7 @@ describe('getopt_long semantics (docs/protocol.md §1.1)', () => {
     [['--s'], `${P}: option '--socket' requires an argument`],
     [['--help=1'], `${P}: option '--help' doesn't allow an argument`],
     [['--vers=1'], `${P}: option '--version' doesn't allow an argument`],
-    [['--=x'], `${P}: option '--=x' is ambiguous; possibilities: '--help' '--version' '--socket' '--pidfile' '--daemon' '--trace' '--user' '--group' '--verbose' '--quiet' '--io-timeout' '--allow-uid' '--allow-gid' '--log-keys'`],
+    [['--=x'], `${P}: option '--=x' is ambiguous; possibilities: '--help' '--version' '--socket' '--pidfile' '--daemon' '--trace' '--user' '--group' '--verbose' '--quiet' '--io-timeout' '--allow-uid' '--allow-gid' '--log-keys' '--multipath-socket'`],
   ];
   for (const [args, message] of errors) {
     test(`error: ${args.join(' ')}`, () => {
