@@ -32,6 +32,9 @@ Persistent Reservation helper program for QEMU
       --allow-gid=GROUP[,GROUP...] ... or from these groups (default: anyone
                             who can open the socket)
       --log-keys            show reservation keys in full in -v lines
+      --enable-cleanup      announce the CLEANUP extension (feature bit 0,
+                            opcode 0xFF) of an unmerged QEMU patch series;
+                            by default no feature is announced, as upstream
       --multipath-socket=PATH|@NAME
                             reach multipathd through this socket (sets
                             MULTIPATH_SOCKET_NAME for libmpathcmd >= 0.12)
@@ -43,10 +46,11 @@ how to report bugs.
 }
 
 export function versionText(program: string, runtime: { node: string; koffi: string }): string {
-  const features = `0x${PR_HELPER_FEATURE_CLEANUP.toString(16).padStart(8, '0')}`;
+  const cleanup = `0x${PR_HELPER_FEATURE_CLEANUP.toString(16).padStart(8, '0')}`;
   return `${program} ${PACKAGE_VERSION} (${PACKAGE_NAME})
 Protocol: QEMU pr-manager-helper, as in QEMU 2.11 and later, announcing feature
-set ${features} (PR_HELPER_FEATURE_CLEANUP) as QEMU's development tree does.
+set 0x00000000 as upstream QEMU does (${cleanup}, PR_HELPER_FEATURE_CLEANUP, with
+--enable-cleanup).
 Runtime: Node.js ${runtime.node}, koffi ${runtime.koffi}.
 
 This is free software; see the source for copying conditions.  There is NO

@@ -2,6 +2,7 @@
  * The helper's command line (docs/protocol.md §1.1-1.4): what each option does, processed in order as
  * the reference does (so `-h` after a bad option never runs). Pure: lookups are injected.
  */
+import { DEFAULT_FEATURES, PR_HELPER_FEATURE_CLEANUP } from '../protocol/constants.js';
 import { getoptLong, type LongOption } from './getopt.js';
 import { DEFAULT_PIDFILE_PATH, DEFAULT_SOCKET_PATH, usageText, versionText } from './help.js';
 import { parseStrtoul } from '../util/strtoul.js';
@@ -27,6 +28,11 @@ export interface Options {
   allowGids: number[] | null;
   /** --log-keys: print reservation keys in full in the -v request lines. */
   logKeys: boolean;
+  /**
+   * The feature set announced to clients: none by default, as upstream; CLEANUP with
+   * --enable-cleanup (docs/protocol.md §3.2).
+   */
+  features: number;
   /** What the -T options enabled, and the last file= (docs/protocol.md §7). */
   trace: TraceSettings;
   /**
@@ -58,6 +64,7 @@ const IO_TIMEOUT_KEY = 'io-timeout';
 const ALLOW_UID_KEY = 'allow-uid';
 const ALLOW_GID_KEY = 'allow-gid';
 const LOG_KEYS_KEY = 'log-keys';
+const ENABLE_CLEANUP_KEY = 'enable-cleanup';
 const MULTIPATH_SOCKET_KEY = 'multipath-socket';
 
 export const LONG_OPTIONS: readonly LongOption[] = [
@@ -78,6 +85,8 @@ export const LONG_OPTIONS: readonly LongOption[] = [
   { name: ALLOW_UID_KEY, hasArg: true, key: ALLOW_UID_KEY },
   { name: ALLOW_GID_KEY, hasArg: true, key: ALLOW_GID_KEY },
   { name: LOG_KEYS_KEY, hasArg: false, key: LOG_KEYS_KEY },
+  // Nor does 'e'.
+  { name: ENABLE_CLEANUP_KEY, hasArg: false, key: ENABLE_CLEANUP_KEY },
   // 'm' starts no reference option.
   { name: MULTIPATH_SOCKET_KEY, hasArg: true, key: MULTIPATH_SOCKET_KEY },
 ];
@@ -126,6 +135,7 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
     allowUids: null,
     allowGids: null,
     logKeys: false,
+    features: DEFAULT_FEATURES,
     trace: NO_TRACE,
     multipathSocket: null,
   };
@@ -211,6 +221,9 @@ export function parseCommandLine(args: readonly string[], ctx: CommandLineContex
       }
       case LOG_KEYS_KEY:
         options.logKeys = true;
+        break;
+      case ENABLE_CLEANUP_KEY:
+        options.features |= PR_HELPER_FEATURE_CLEANUP;
         break;
       case MULTIPATH_SOCKET_KEY:
         options.multipathSocket = arg;

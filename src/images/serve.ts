@@ -97,7 +97,7 @@ function serveWith(
   // workers; the main thread's pool then serves only what they hand back, and starts its
   // threads when first needed.
   const fastPath = observer.wantsRequests === true ? null
-    : new FastPath({ ...DEFAULT_FAST_PATH_OPTIONS, timeoutMs: options.ioTimeoutMs });
+    : new FastPath({ ...DEFAULT_FAST_PATH_OPTIONS, timeoutMs: options.ioTimeoutMs, features: options.features });
   if (fastPath) fastPath.onDisabled = (reason) => log.warning(`warning: ${reason}; serving every request on the main thread`);
   const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: fastPath !== null }, tracer?.poolHooks() ?? null);
   const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
@@ -107,7 +107,9 @@ function serveWith(
   });
   const access = options.allowUids === null && options.allowGids === null ? null
     : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };
-  const server = new Server({ listener, executor, closer: pool, log, observer, access, fastPath, reportError: (m) => requestLog.error(m) });
+  const server = new Server({
+    listener, executor, closer: pool, log, observer, access, fastPath, features: options.features, reportError: (m) => requestLog.error(m),
+  });
   server.start(LISTEN_BACKLOG);
   log.info(`Running as ${identity}`);
   announceReady(log, startup.readyFd);

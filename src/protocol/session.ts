@@ -10,7 +10,7 @@
 import { Opcode, type ScsiOutcome } from '../scsi/constants.js';
 import { cdbTransferLength } from '../scsi/cdb.js';
 import {
-  HANDSHAKE_SIZE, PR_HELPER_CDB_SIZE, PR_HELPER_CLEANUP, PR_HELPER_DATA_SIZE, SUPPORTED_FEATURES,
+  DEFAULT_FEATURES, HANDSHAKE_SIZE, PR_HELPER_CDB_SIZE, PR_HELPER_CLEANUP, PR_HELPER_DATA_SIZE, PR_HELPER_FEATURE_CLEANUP,
 } from './constants.js';
 import { ProtocolError } from './errors.js';
 import { encodeResponse } from './response.js';
@@ -49,9 +49,12 @@ export interface SessionEnd {
   discardFds: number[];
 }
 
-const ACCEPTED_OPCODES: ReadonlySet<number> = new Set([
-  Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT, PR_HELPER_CLEANUP,
-]);
+/** The operation codes a session accepts: CLEANUP only when the helper announces it. */
+function acceptedOpcodes(features: number): ReadonlySet<number> {
+  const opcodes: number[] = [Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT];
+  if ((features & PR_HELPER_FEATURE_CLEANUP) !== 0) opcodes.push(PR_HELPER_CLEANUP);
+  return new Set(opcodes);
+}
 
 function hex(byte: number): string {
   return `0x${byte.toString(16).padStart(2, '0')}`;
@@ -74,22 +77,30 @@ export class Session {
   #fd: number | null = null;
   #transferLength = 0;
   #clientFeatures: number | null = null;
+  /** The feature set this helper announces (the greeting). */
+  readonly #features: number;
+  readonly #opcodes: ReadonlySet<number>;
+
+  constructor(features: number = DEFAULT_FEATURES) {
+    this.#features = features;
+    this.#opcodes = acceptedOpcodes(features);
+  }
 
   /**
    * A session whose handshake was completed by another Session of the same connection
    * (the fast path moves idle connections between threads; only this state crosses).
    */
-  static afterHandshake(clientFeatures: number): Session {
-    const session = new Session();
+  static afterHandshake(clientFeatures: number, features: number = DEFAULT_FEATURES): Session {
+    const session = new Session(features);
     session.#clientFeatures = clientFeatures;
     session.#startCdb();
     return session;
   }
 
   /** Bytes the helper sends first, right after accept: its feature set, big-endian. */
-  static greeting(): Uint8Array {
+  greeting(): Uint8Array {
     const out = new Uint8Array(HANDSHAKE_SIZE);
-    new DataView(out.buffer).setUint32(0, SUPPORTED_FEATURES);
+    new DataView(out.buffer).setUint32(0, this.#features);
     return out;
   }
 
@@ -168,9 +179,10 @@ export class Session {
 
   #handshakeDone(): Step {
     const reply = new DataView(this.#buf.buffer, this.#buf.byteOffset, HANDSHAKE_SIZE).getUint32(0);
-    // H-new accepts any reply with only known bits set. The reply is not used to gate
-    // CLEANUP: little-endian QEMU clients always answer 0 (docs/protocol.md §3.2, §9 item 14).
-    if ((reply & ~SUPPORTED_FEATURES) >>> 0 !== 0) {
+    // A reply may hold only bits we announced: by default none, so only 0, as upstream
+    // requires. It does not gate CLEANUP: little-endian QEMU clients of the patch series
+    // always answer 0 (docs/protocol.md §3.2, §9 item 14).
+    if ((reply & ~this.#features) >>> 0 !== 0) {
       return this.#close(new ProtocolError('bad-handshake',
         `Invalid handshake reply 0x${reply.toString(16).padStart(8, '0')}, closing socket.`), []);
     }
@@ -185,7 +197,7 @@ export class Session {
       return this.#close(new ProtocolError('missing-fd', 'No file descriptor in request.'), []);
     }
     const opcode = this.#cdb[0] ?? 0;
-    if (!ACCEPTED_OPCODES.has(opcode)) {
+    if (!this.#opcodes.has(opcode)) {
       return this.#close(new ProtocolError('invalid-opcode',
         `Invalid CDB (operation code ${hex(opcode)}), closing socket.`), []);
     }

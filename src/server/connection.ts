@@ -34,6 +34,8 @@ export interface ConnectionDeps {
   onSettled: () => void;
   /** Where idle connections wait for their next request, if anywhere (fast-path.ts). */
   fastPath?: FastPath | null;
+  /** The feature set announced in the greeting (src/protocol/constants.ts). */
+  features: number;
 }
 
 /** Reads per wake-up before yielding to other connections. */
@@ -47,7 +49,7 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export class Connection implements FastPathClient {
   readonly fd: number;
   readonly #deps: ConnectionDeps;
-  readonly #session = new Session();
+  readonly #session: Session;
   readonly #watcher: FdWatcher;
   #pending: Uint8Array | null = null;
   #executing = false;
@@ -66,6 +68,7 @@ export class Connection implements FastPathClient {
   constructor(fd: number, deps: ConnectionDeps) {
     this.fd = fd;
     this.#deps = deps;
+    this.#session = new Session(deps.features);
     this.#watcher = new FdWatcher(fd, (r) => this.#onReady(r));
   }
 
@@ -87,7 +90,7 @@ export class Connection implements FastPathClient {
       }
     }, HANDSHAKE_TIMEOUT_MS);
     this.#handshakeTimer.unref();
-    this.#write(Session.greeting());
+    this.#write(this.#session.greeting());
   }
 
   /**

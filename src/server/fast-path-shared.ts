@@ -73,6 +73,8 @@ export interface WorkerData {
   flags: SharedArrayBuffer;
   control: SharedArrayBuffer;
   timeoutMs: number;
+  /** The helper's feature set (Session). */
+  features: number;
   /** Extra workers wait with a timeout so that they can be told to leave. */
   extra: boolean;
 }

@@ -116,13 +116,13 @@ function serveOne(fd: number, slot: number): Handback | null {
   }
   if (step === null || step.kind === 'need-more') throw new Error('a complete request left the session waiting');
   if (step.kind === 'close') {
-    state.session = Session.afterHandshake(0);
+    state.session = Session.afterHandshake(0, data.features);
     return { kind: 'close', reason: step.error.message, peerGone: false };
   }
   const request = step.request;
   if (multipathMapOf(request.fd) !== null) {
     // libmpathpersist runs on the main thread's multipath executor.
-    state.session = Session.afterHandshake(0);
+    state.session = Session.afterHandshake(0, data.features);
     return { kind: 'execute', request };
   }
   const outcome = executeHere(request, data.timeoutMs, runHere);
@@ -142,7 +142,7 @@ function serveOne(fd: number, slot: number): Handback | null {
  * One Session for whichever connection this worker serves: between requests a session holds
  * nothing but the client's features, which do not matter past the handshake (docs/protocol.md §3.2).
  */
-const state = { session: Session.afterHandshake(0) };
+const state = { session: Session.afterHandshake(0, data.features) };
 
 function serve(fd: number, tag: number): void {
   const slot = tagSlot(tag);
@@ -170,7 +170,7 @@ function serve(fd: number, tag: number): void {
   } catch (error) {
     // A bug costs this connection, not the helper.
     closeAll(state.session.end().discardFds);
-    state.session = Session.afterHandshake(0);
+    state.session = Session.afterHandshake(0, data.features);
     handback = { kind: 'close', reason: `Internal error on connection ${fd}: ${errorMessage(error)}`, peerGone: false };
   } finally {
     Atomics.store(control, WorkerControl.ENTERED, 0);

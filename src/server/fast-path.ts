@@ -30,13 +30,15 @@ export interface FastPathOptions {
   maxWorkers: number;
   /** SG_IO timeout in milliseconds (docs/protocol.md §9 item 1). */
   timeoutMs: number;
+  /** The feature set the connections were greeted with: it decides which opcodes are valid. */
+  features: number;
   /** Interval of the stuck-worker check. */
   checkMs: number;
   /** Extra workers leave once no worker has been stuck for this long. */
   idleMs: number;
 }
 
-export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs'> = { workers: 2, maxWorkers: 64, checkMs: 50, idleMs: 60_000 };
+export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs' | 'features'> = { workers: 2, maxWorkers: 64, checkMs: 50, idleMs: 60_000 };
 
 /** What the fast path needs from a connection. */
 export interface FastPathClient {
@@ -188,7 +190,7 @@ export class FastPath {
     const workerData: WorkerData = {
       index, epollFd: this.#epoll.fd, slots: this.#slots.buffer as SharedArrayBuffer, owners: this.#owners.buffer as SharedArrayBuffer,
       requests: this.#served.buffer as SharedArrayBuffer, flags: this.#flags.buffer as SharedArrayBuffer,
-      control: control.buffer as SharedArrayBuffer, timeoutMs: this.#options.timeoutMs, extra,
+      control: control.buffer as SharedArrayBuffer, timeoutMs: this.#options.timeoutMs, features: this.#options.features, extra,
     };
     const worker = new Worker(WORKER_URL, {
       workerData,

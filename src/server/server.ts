@@ -5,6 +5,7 @@
  */
 import { Acceptor, type ListenerInfo } from './listener.js';
 import { Connection } from './connection.js';
+import { DEFAULT_FEATURES } from '../protocol/constants.js';
 import { closeClientSocket } from './wire.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';
 import type { Logger } from '../log/logger.js';
@@ -37,6 +38,8 @@ export interface ServerDeps {
   access: AccessPolicy | null;
   /** Serves idle connections' next requests on worker threads (fast-path.ts); null: all here. */
   fastPath?: FastPath | null;
+  /** The feature set announced to each client (default none, as upstream: docs/protocol.md §3.2). */
+  features?: number;
   /** Where repeated errors (failed accepts) go; the log's limiter in the helper. */
   reportError?: (message: string) => void;
 }
@@ -110,6 +113,7 @@ export class Server {
       onClosed: (c) => this.#closed(c),
       onSettled: () => this.#checkStopped(),
       fastPath: this.#deps.fastPath ?? null,
+      features: this.#deps.features ?? DEFAULT_FEATURES,
     });
     this.#connections.add(connection);
     connection.start();

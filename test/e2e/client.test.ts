@@ -10,7 +10,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { E2E, skipReason, ourHelper, resetDisk, log, stopHelpers } from './lib/env.js';
+import { E2E, skipReason, ourCleanupHelper, resetDisk, log, stopHelpers } from './lib/env.js';
 import { TYPE_NAMES } from './lib/pr.js';
 import { keySet, sgReadFullStatus, sgReadKeys, sgReadReservation } from './lib/sgpersist.js';
 import { runClient, sgReportCapabilities, type ClientRun } from './lib/client-cli.js';
@@ -47,7 +47,8 @@ describe('the diagnostic client on a LIO disk through our helper (two tcm_loop n
 
   before(async () => {
     resetDisk();
-    socket = (await ourHelper()).socketPath;
+    // The client's cleanup command needs a helper that announces CLEANUP.
+    socket = (await ourCleanupHelper()).socketPath;
     [diskA, diskB] = [E2E.disks[0] ?? '', E2E.disks[1] ?? ''];
   });
 

@@ -157,7 +157,8 @@ describe('multipath: PR commands on a dm-multipath fd through libmpathpersist (t
     rmSync(SOCKET, { force: true });
     const env = { ...process.env };
     delete env['QEMU_PR_HELPER_MPATH_LIBRARY'];
-    helper = await startHelper({ args: ['-k', SOCKET], socketPath: SOCKET, env, timeoutMs: 60_000 });
+    // --enable-cleanup: the CLEANUP test below sends opcode 0xFF.
+    helper = await startHelper({ args: ['-k', SOCKET, '--enable-cleanup'], socketPath: SOCKET, env, timeoutMs: 60_000 });
     client = await PrClient.connect(SOCKET);
     pr = new PatientPrOps(client);
     mp = new DeviceFd(map.node);

@@ -1,9 +1,10 @@
 /**
- * `npm run fuzz -- --count N [--seed S] [--concurrency C] [--minutes M]`: a long
+ * `npm run fuzz -- --count N [--seed S] [--concurrency C] [--minutes M] [--enable-cleanup]`: a long
  * socket-fuzzer run against a fresh helper, printing progress with the helper's fd count and
  * RSS, and exiting 1 on the first finding (its seed replays it) or on fd growth. With
  * --minutes it is a soak: batches of --count cases (connect/disconnect churn, valid and
  * invalid sessions) until the time is up, with the idle fd count and RSS after each batch.
+ * --enable-cleanup starts the helper with that option (features 1, opcode 0xFF valid).
  */
 import { parseArgs } from 'node:util';
 import { FdKit, fuzz } from './socket-fuzzer.js';
@@ -16,11 +17,13 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     concurrency: { type: 'string', default: '16' },
     minutes: { type: 'string', default: '0' },
+    'enable-cleanup': { type: 'boolean', default: false },
   },
 });
 
 async function main(): Promise<number> {
-  const helper = await startHelper();
+  const features = values['enable-cleanup'] ? 1 : 0;
+  const helper = await startHelper({ extraArgs: features ? ['--enable-cleanup'] : [] });
   const kit = new FdKit();
   const rss = (): string => `${rssMb(helper.pid).toFixed(1)} MB`;
   const t0 = Date.now();
@@ -38,6 +41,7 @@ async function main(): Promise<number> {
         firstSeed: seed,
         concurrency: Number(values.concurrency),
         kit,
+        features,
         onProgress: (done, t) => {
           if (done % 10000 === 0 && Number(values.minutes) === 0) console.log(`${done} cases, ${t.responses} responses, ${t.closes} closes, fds ${helper.fdCount()}, RSS ${rss()}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
         },

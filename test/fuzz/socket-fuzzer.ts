@@ -99,13 +99,19 @@ function split(rng: Rng, bytes: Uint8Array, fds: number[], maxCuts: number): { b
   return parts;
 }
 
-/** Builds one random session and the model's expectation for each of its steps. */
-function generate(rng: Rng, kit: FdKit): { reply: Step; requests: Step[]; abortAt: number | null } {
-  const replyValue = rng.pick([0, 0, 0, 0, 0, 1, 1, 1, 2, 0x01000000, rng.int(2 ** 32)]);
+/**
+ * Builds one random session and the model's expectation for each of its steps, for a helper
+ * announcing `features`: a reply may hold only those bits, and opcode 0xFF is a request only
+ * with CLEANUP (bit 0) announced (docs/protocol.md §3.2).
+ */
+function generate(rng: Rng, kit: FdKit, features: number): { reply: Step; requests: Step[]; abortAt: number | null } {
+  // Mostly valid replies (0, or the announced set), and 1 whether announced or not.
+  const replyValue = rng.pick([0, 0, 0, 0, 0, features, features, 1, 2, 0x01000000, rng.int(2 ** 32)]);
   const reply = new Uint8Array(4);
   new DataView(reply.buffer).setUint32(0, replyValue >>> 0);
   const replyFds = rng.int(8) === 0 ? [kit.fds['null-rw']] : [];
-  const replyOk = ((replyValue >>> 0) & ~1) === 0;
+  const replyOk = ((replyValue >>> 0) & ~features) === 0;
+  const opcodes = (features & 1) !== 0 ? [0x5e, 0x5f, 0xff] : [0x5e, 0x5f];
   const steps: Step[] = [];
   let alive = replyOk;
   const count = rng.int(7);
@@ -121,7 +127,7 @@ function generate(rng: Rng, kit: FdKit): { reply: Step; requests: Step[]; abortA
     const fragments = split(rng, cdb, kinds.map((k) => kit.fds[k]), 4);
     const xfer = opcode === 0xff ? 0 : len; // CLEANUP carries no data (docs/protocol.md §3.4)
     let expect: Expect;
-    if (nfds !== 1 || ![0x5e, 0x5f, 0xff].includes(opcode) || xfer > 8192) {
+    if (nfds !== 1 || !opcodes.includes(opcode) || xfer > 8192) {
       expect = { kind: 'close' };
       alive = false;
     } else {
@@ -161,14 +167,14 @@ function sendAll(client: PrClient, step: Step): boolean {
 }
 
 /** Runs one case against the helper at `path`; throws FuzzFinding on any mismatch. */
-export async function runCase(path: string, seed: number, kit: FdKit, timeoutMs = 5000): Promise<CaseResult> {
+export async function runCase(path: string, seed: number, kit: FdKit, features: number, timeoutMs = 5000): Promise<CaseResult> {
   const rng = new Rng(seed);
-  const plan = generate(rng, kit);
+  const plan = generate(rng, kit, features);
   const client = PrClient.open(path);
   const result: CaseResult = { responses: 0, closes: 0 };
   try {
     const greeting = await client.read(4, timeoutMs);
-    if (new DataView(greeting.buffer, greeting.byteOffset, 4).getUint32(0) !== 1) throw new FuzzFinding(seed, 'bad greeting');
+    if (new DataView(greeting.buffer, greeting.byteOffset, 4).getUint32(0) !== features) throw new FuzzFinding(seed, 'bad greeting');
     sendAll(client, plan.reply);
     if (plan.reply.expect.kind === 'close') {
       if (!(await client.waitClosed(timeoutMs))) throw new FuzzFinding(seed, 'bad handshake reply not closed');
@@ -206,14 +212,24 @@ export async function runCase(path: string, seed: number, kit: FdKit, timeoutMs 
 }
 
 /** Runs `count` cases from `firstSeed`, `concurrency` at a time. */
-export async function fuzz(path: string, opts: { count: number; firstSeed: number; concurrency: number; kit: FdKit; onProgress?: (done: number, totals: CaseResult) => void }): Promise<CaseResult> {
+export interface FuzzOptions {
+  count: number;
+  firstSeed: number;
+  concurrency: number;
+  kit: FdKit;
+  /** The feature set the helper announces (checked against its greeting). */
+  features: number;
+  onProgress?: (done: number, totals: CaseResult) => void;
+}
+
+export async function fuzz(path: string, opts: FuzzOptions): Promise<CaseResult> {
   const totals: CaseResult = { responses: 0, closes: 0 };
   let next = 0;
   let done = 0;
   const worker = async (): Promise<void> => {
     while (next < opts.count) {
       const seed = opts.firstSeed + next++;
-      const r = await runCase(path, seed, opts.kit);
+      const r = await runCase(path, seed, opts.kit, opts.features);
       totals.responses += r.responses;
       totals.closes += r.closes;
       done++;

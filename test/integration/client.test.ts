@@ -39,12 +39,12 @@ function runClient(args: string[], prefix: string[] = []): Promise<Run> {
 const ABORTED = 'sense               ABORTED COMMAND: I/O PROCESS TERMINATED (0b/00/06)';
 const INVALID_OPCODE = 'sense               ILLEGAL REQUEST: INVALID COMMAND OPERATION CODE (05/20/00)';
 
-describe('against our helper', () => {
+describe('against our helper, with --enable-cleanup', () => {
   let helper: Helper;
   let baseline: number;
 
   before(async () => {
-    helper = await startHelper();
+    helper = await startHelper({ extraArgs: ['--enable-cleanup'] });
     baseline = await warmBaseline(helper);
   });
 
@@ -234,6 +234,34 @@ describe('without a helper', () => {
     const version = await runClient(['-V']);
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^qemu-pr-helper-client 0\.1\.0 \(qemu-pr-helper-ts\)\n/);
+  });
+});
+
+describe('against our helper as upstream runs it (features 0)', () => {
+  let helper: Helper;
+
+  before(async () => {
+    helper = await startHelper();
+  });
+
+  after(async () => {
+    assert.equal(await helper.stop(), 0);
+    helper.cleanup();
+  });
+
+  test('features 0 and reply 0, as upstream helpers and clients send', async () => {
+    const r = await runClient(['-k', helper.socketPath, 'features', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      command: 'features', socket: helper.socketPath, features: 0, featuresHex: '0x00000000', cleanup: false,
+      unknownBits: [], reply: 0,
+    });
+  });
+
+  test('cleanup is not sent to a helper that does not announce it', async () => {
+    const r = await runClient(['-k', helper.socketPath, 'cleanup', '/dev/null']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Cannot send CLEANUP: the helper at '.*' does not announce it \(features 0x00000000\)/);
   });
 });
 

@@ -37,7 +37,7 @@ describe('listening socket (docs/protocol.md §1.5.1)', () => {
     await pollUntil(() => existsSync(path), 'the socket path');
     // The first attempt after the path appears must succeed: no bind-before-listen window.
     const c = await PrClient.connect(path);
-    assert.equal(c.features, 1);
+    assert.equal(c.features, 0, 'no feature announced, as upstream');
     c.close();
     assert.ok(lstatSync(path).isSocket());
     assert.equal(await h.stop('SIGTERM'), 0);
@@ -108,7 +108,7 @@ describe('systemd socket activation (docs/protocol.md §1.6)', () => {
     const dir = tempDir();
     const path = join(dir, 'activated.sock');
     const fd = boundSocket(path);
-    const h = await startHelper({ socketPath: path, args: [], listenFds: '1', extraFds: [fd] });
+    const h = await startHelper({ socketPath: path, args: ['--enable-cleanup'], listenFds: '1', extraFds: [fd] });
     closeFd(fd);
     const c = await PrClient.connect(path);
     const null1 = openSync('/dev/null', 'r+');

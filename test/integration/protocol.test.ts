@@ -25,8 +25,10 @@ function open(path: string, flags: string): number {
   return fd;
 }
 
+// The protocol with every extension this helper has: CLEANUP (--enable-cleanup). The default,
+// upstream's handshake, has its own helper below.
 before(async () => {
-  helper = await startHelper();
+  helper = await startHelper({ extraArgs: ['--enable-cleanup'] });
   baseline = await warmBaseline(helper);
 });
 
@@ -40,7 +42,44 @@ afterEach(async () => {
   assert.equal(await idleFdCount(helper), baseline, 'the helper leaked an fd');
 });
 
-describe('handshake (docs/protocol.md §3.2)', () => {
+describe('handshake by default, as upstream (docs/protocol.md §3.2)', () => {
+  let plain: Helper;
+
+  before(async () => {
+    plain = await startHelper();
+  });
+
+  after(async () => {
+    assert.equal(await plain.stop(), 0);
+    plain.cleanup();
+  });
+
+  test('helper sends 00 00 00 00 first and accepts reply 0', async () => {
+    const c = PrClient.open(plain.socketPath);
+    assert.deepEqual([...(await c.read(4))], [0, 0, 0, 0]);
+    c.send(new Uint8Array(4));
+    const r = await c.request(prInCdb({ sa: 0, allocationLength: 8 }), open('/dev/null', 'r'));
+    assert.equal(r.status, 2);
+    c.close();
+  });
+
+  for (const reply of [1, 2, 0x01000000, 0xffffffff]) {
+    test(`reply 0x${reply.toString(16)} closes the connection`, async () => {
+      const c = await PrClient.connect(plain.socketPath, reply);
+      assert.equal(await c.waitClosed(), true);
+      c.close();
+    });
+  }
+
+  test('opcode 0xFF (CLEANUP) is an invalid CDB: the connection closes without a response', async () => {
+    const c = await PrClient.connect(plain.socketPath);
+    c.send(cleanupCdb(), [open('/dev/null', 'r+')]);
+    assert.equal(await c.waitClosed(), true);
+    c.close();
+  });
+});
+
+describe('handshake with --enable-cleanup (docs/protocol.md §3.2)', () => {
   test('helper sends 00 00 00 01 first and accepts reply 0', async () => {
     const c = PrClient.open(helper.socketPath);
     assert.deepEqual([...(await c.read(4))], [0, 0, 0, 1]);

@@ -45,7 +45,10 @@ export interface ReadyHelper extends Helper {
 export interface StartOptions {
   /** The program to run: a helper, or a wrapper such as setpriv (default: ours). */
   binary?: string;
+  /** The whole command line (default: `-k` and the socket path). */
   args?: string[];
+  /** Appended to the command line, default or not (e.g. `--enable-cleanup`). */
+  extraArgs?: string[];
   /** Use this socket path instead of a fresh one under a temp dir. */
   socketPath?: string;
   env?: NodeJS.ProcessEnv;
@@ -157,7 +160,7 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
   const dir = tempDir();
   const socketPath = opts.socketPath ?? join(dir, 'pr.sock');
   const binary = opts.binary ?? OUR_HELPER;
-  const args = opts.args ?? ['-k', socketPath];
+  const args = [...(opts.args ?? ['-k', socketPath]), ...(opts.extraArgs ?? [])];
   const stdio = ['ignore', 'ignore', 'pipe', ...(opts.extraFds ?? [])] as const;
   const spawnedAt = process.hrtime.bigint();
   // LISTEN_PID must be the helper's own pid: set it in a shell that then execs the helper.

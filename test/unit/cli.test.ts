@@ -88,7 +88,7 @@ describe('getopt_long semantics (docs/protocol.md §1.1)', () => {
     [['--s'], `${P}: option '--socket' requires an argument`],
     [['--help=1'], `${P}: option '--help' doesn't allow an argument`],
     [['--vers=1'], `${P}: option '--version' doesn't allow an argument`],
-    [['--=x'], `${P}: option '--=x' is ambiguous; possibilities: '--help' '--version' '--socket' '--pidfile' '--daemon' '--trace' '--user' '--group' '--verbose' '--quiet' '--io-timeout' '--allow-uid' '--allow-gid' '--log-keys' '--multipath-socket'`],
+    [['--=x'], `${P}: option '--=x' is ambiguous; possibilities: '--help' '--version' '--socket' '--pidfile' '--daemon' '--trace' '--user' '--group' '--verbose' '--quiet' '--io-timeout' '--allow-uid' '--allow-gid' '--log-keys' '--enable-cleanup' '--multipath-socket'`],
   ];
   for (const [args, message] of errors) {
     test(`error: ${args.join(' ')}`, () => {
@@ -140,6 +140,14 @@ describe('helper options', () => {
     assert.equal(r.options.socketPath, '/var/run/qemu-pr-helper.sock');
     assert.equal(r.options.pidfile, '/var/run/qemu-pr-helper.pid');
     assert.equal(r.options.ioTimeoutMs, 30_000);
+    assert.equal(r.options.features, 0, 'no feature announced, as upstream');
+  });
+
+  test('--enable-cleanup (and its prefixes) announces the CLEANUP feature bit', () => {
+    for (const arg of ['--enable-cleanup', '--enable', '--e']) {
+      const r = parse(arg);
+      assert.ok(r.kind === 'run' && r.options.features === 1, arg);
+    }
   });
 
   test('--io-timeout', () => {

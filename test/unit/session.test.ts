@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { Session, type Step } from '../../src/protocol/session.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import { ScsiStatus } from '../../src/scsi/constants.js';
+import { PR_HELPER_FEATURE_CLEANUP as CLEANUP } from '../../src/protocol/constants.js';
 import { cleanupCdb, concat, decodeHeader, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 
 const HANDSHAKE_OK = new Uint8Array([0, 0, 0, 0]);
@@ -14,7 +15,7 @@ const HANDSHAKE_OK = new Uint8Array([0, 0, 0, 0]);
  * An executed request is answered at once, so the next request can be read.
  */
 function drive(stream: Uint8Array, fdAt: ReadonlyMap<number, number[]>, cuts: readonly number[]): Step[] {
-  const session = new Session();
+  const session = new Session(CLEANUP);
   const steps: Step[] = [];
   const boundaries = [...new Set([...cuts.filter((c) => c > 0 && c < stream.length), stream.length])].sort((a, b) => a - b);
   let at = 0;
@@ -47,27 +48,44 @@ function summary(steps: Step[]): string[] {
 }
 
 describe('Session handshake', () => {
-  test('greeting is the CLEANUP feature word, big-endian', () => {
-    assert.deepEqual([...Session.greeting()], [0, 0, 0, 1]);
+  test('greeting: no feature by default, as upstream; the CLEANUP word when enabled; big-endian', () => {
+    assert.deepEqual([...new Session().greeting()], [0, 0, 0, 0]);
+    assert.deepEqual([...new Session(CLEANUP).greeting()], [0, 0, 0, 1]);
   });
 
-  for (const [reply, ok] of [[0, true], [1, true], [2, false], [0x01000000, false], [0xffffffff, false]] as const) {
-    test(`reply 0x${reply.toString(16)} is ${ok ? 'accepted' : 'refused'}`, () => {
-      const s = new Session();
-      const bytes = new Uint8Array(4);
-      new DataView(bytes.buffer).setUint32(0, reply);
-      const step = s.feed(bytes, []);
-      if (ok) {
-        assert.equal(step.kind, 'need-more');
-        assert.equal(s.phase, 'cdb');
-        assert.equal(s.clientFeatures, reply);
-      } else {
-        assert.equal(step.kind, 'close');
-        assert.ok(step.kind === 'close' && step.error instanceof ProtocolError);
-        assert.equal(step.kind === 'close' && step.error.reason, 'bad-handshake');
-      }
-    });
+  const replies = [[0, true, true], [1, false, true], [2, false, false], [0x01000000, false, false], [0xffffffff, false, false]] as const;
+  for (const [reply, okByDefault, okWithCleanup] of replies) {
+    for (const [features, ok] of [[0, okByDefault], [CLEANUP, okWithCleanup]] as const) {
+      test(`reply 0x${reply.toString(16)} to features ${features} is ${ok ? 'accepted' : 'refused'}`, () => {
+        const s = new Session(features);
+        const bytes = new Uint8Array(4);
+        new DataView(bytes.buffer).setUint32(0, reply);
+        const step = s.feed(bytes, []);
+        if (ok) {
+          assert.equal(step.kind, 'need-more');
+          assert.equal(s.phase, 'cdb');
+          assert.equal(s.clientFeatures, reply);
+        } else {
+          assert.equal(step.kind, 'close');
+          assert.ok(step.kind === 'close' && step.error instanceof ProtocolError);
+          assert.equal(step.kind === 'close' && step.error.reason, 'bad-handshake');
+        }
+      });
+    }
   }
+
+  test('opcode 0xFF is an invalid CDB unless CLEANUP is announced, as for upstream helpers', () => {
+    const plain = new Session();
+    plain.feed(HANDSHAKE_OK, []);
+    const refused = plain.feed(cleanupCdb(), [7]);
+    assert.equal(refused.kind, 'close');
+    assert.equal(refused.kind === 'close' && refused.error.reason, 'invalid-opcode');
+    assert.deepEqual(refused.discardFds, [7]);
+    const worker = Session.afterHandshake(0).feed(cleanupCdb(), [8]);
+    assert.equal(worker.kind === 'close' && worker.error.reason, 'invalid-opcode');
+    const extended = Session.afterHandshake(0, CLEANUP).feed(cleanupCdb(), [9]);
+    assert.equal(extended.kind, 'execute');
+  });
 
   test('fds that come with the handshake are handed back for closing', () => {
     const s = new Session();
@@ -129,7 +147,7 @@ describe('Session requests at every split offset', () => {
 
 describe('Session framing violations (docs/protocol.md §3.5)', () => {
   function afterHandshake(): Session {
-    const s = new Session();
+    const s = new Session(CLEANUP);
     s.feed(HANDSHAKE_OK, []);
     return s;
   }
@@ -218,7 +236,7 @@ describe('Session framing violations (docs/protocol.md §3.5)', () => {
 
 describe('Session responses', () => {
   function execute(cdb: Uint8Array, params?: Uint8Array): { s: Session; step: Step } {
-    const s = new Session();
+    const s = new Session(CLEANUP);
     s.feed(HANDSHAKE_OK, []);
     let step = s.feed(cdb, [3]);
     if (params) step = s.feed(params, []);

@@ -61,6 +61,11 @@ export function ourHelper(): Promise<Helper> {
   return shared('ours', OUR_HELPER, []);
 }
 
+/** Ours with --enable-cleanup (features 1, opcode 0xFF), for the tests of CLEANUP. */
+export function ourCleanupHelper(): Promise<Helper> {
+  return shared('ours-cleanup', OUR_HELPER, ['--enable-cleanup']);
+}
+
 /** Debian's C qemu-pr-helper, the reference for the differential tests. */
 export function referenceHelper(): Promise<Helper> {
   if (!existsSync(REFERENCE_HELPER)) throw new Error(`${REFERENCE_HELPER} is missing (apt-get install qemu-system-common)`);
