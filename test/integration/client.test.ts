@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import {
   REPO_ROOT, idleFdCount, referenceUnavailable, REFERENCE_HELPER, startHelper, tempDir, warmBaseline, type Helper,
 } from '../support/launcher.js';
+import { suiteHelper } from '../support/suite-helper.js';
 
 const CLIENT = join(REPO_ROOT, 'bin', 'qemu-pr-helper-client');
 
@@ -71,12 +72,7 @@ describe('against our helper, with --enable-cleanup', () => {
   });
 
   test('features --json', async () => {
-    const r = await runClient(['--socket', helper.socketPath, 'features', '--json']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), {
-      command: 'features', socket: helper.socketPath, features: 1, featuresHex: '0x00000001', cleanup: true,
-      unknownBits: [], reply: 1,
-    });
+    await checkFeaturesJson(helper.socketPath, 1);
   });
 
   test('read-keys on /dev/null: the helper answers CHECK CONDITION, printed decoded, exit 2', async () => {
@@ -238,32 +234,27 @@ describe('without a helper', () => {
 });
 
 describe('against our helper as upstream runs it (features 0)', () => {
-  let helper: Helper;
-
-  before(async () => {
-    helper = await startHelper();
-  });
-
-  after(async () => {
-    assert.equal(await helper.stop(), 0);
-    helper.cleanup();
-  });
+  const helper = suiteHelper();
 
   test('features 0 and reply 0, as upstream helpers and clients send', async () => {
-    const r = await runClient(['-k', helper.socketPath, 'features', '--json']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), {
-      command: 'features', socket: helper.socketPath, features: 0, featuresHex: '0x00000000', cleanup: false,
-      unknownBits: [], reply: 0,
-    });
+    await checkFeaturesJson(helper().socketPath, 0);
   });
 
   test('cleanup is not sent to a helper that does not announce it', async () => {
-    const r = await runClient(['-k', helper.socketPath, 'cleanup', '/dev/null']);
+    const r = await runClient(['-k', helper().socketPath, 'cleanup', '/dev/null']);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /Cannot send CLEANUP: the helper at '.*' does not announce it \(features 0x00000000\)/);
   });
 });
+
+/** `features --json` against a helper announcing `features` (0 or CLEANUP): the client replies with it. */
+async function checkFeaturesJson(socket: string, features: 0 | 1): Promise<void> {
+  const r = await runClient(['--socket', socket, 'features', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), {
+    command: 'features', socket, features, featuresHex: `0x0000000${features}`, cleanup: features === 1, unknownBits: [], reply: features,
+  });
+}
 
 describe('against the C qemu-pr-helper (features 0)', { skip: referenceUnavailable() }, () => {
   let helper: Helper;

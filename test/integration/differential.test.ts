@@ -135,22 +135,15 @@ const scenarios: Record<string, Scenario> = {
     t.push(await next(c));
     t.push(await next(c));
   }),
-  'handshake reply 2 closes': (p, f) => session(p, async (c, t) => {
+  // 1 is the unmerged CLEANUP bit: upstream helpers require 0.
+  ...Object.fromEntries([1, 2].map((reply): [string, Scenario] => [`handshake reply ${reply} closes`, (p, f) => session(p, async (c, t) => {
     try {
       c.send(prInCdb({ sa: 0, allocationLength: 8 }), [f.ro]);
     } catch {
       // already closed
     }
     t.push(await next(c));
-  }, 2),
-  'handshake reply 1 (the unmerged CLEANUP bit) closes': (p, f) => session(p, async (c, t) => {
-    try {
-      c.send(prInCdb({ sa: 0, allocationLength: 8 }), [f.ro]);
-    } catch {
-      // already closed
-    }
-    t.push(await next(c));
-  }, 1),
+  }, reply)])),
   'CLEANUP (opcode 0xFF) closes': (p, f) => session(p, async (c, t) => {
     c.send(cleanupCdb(), [f.rw]);
     t.push(await next(c));

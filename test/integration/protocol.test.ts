@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createPipe } from '../../src/sys/fd.js';
 import { PrClient } from '../support/client.js';
 import { startHelper, idleFdCount, warmBaseline, type Helper } from '../support/launcher.js';
+import { suiteHelper } from '../support/suite-helper.js';
 import { cleanupCdb, concat, fixedSense96, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
 
 const IO_ERROR = fixedSense96(0x0b, 0x00, 0x06);
@@ -42,37 +43,35 @@ afterEach(async () => {
   assert.equal(await idleFdCount(helper), baseline, 'the helper leaked an fd');
 });
 
-describe('handshake by default, as upstream (docs/protocol.md §3.2)', () => {
-  let plain: Helper;
-
-  before(async () => {
-    plain = await startHelper();
-  });
-
-  after(async () => {
-    assert.equal(await plain.stop(), 0);
-    plain.cleanup();
-  });
-
-  test('helper sends 00 00 00 00 first and accepts reply 0', async () => {
-    const c = PrClient.open(plain.socketPath);
-    assert.deepEqual([...(await c.read(4))], [0, 0, 0, 0]);
+/** The greeting `word`, then reply 0 and a request answered. */
+function greetingTest(socketPath: () => string, word: number[]): void {
+  test(`helper sends ${word.map((b) => b.toString(16).padStart(2, '0')).join(' ')} first and accepts reply 0`, async () => {
+    const c = PrClient.open(socketPath());
+    assert.deepEqual([...(await c.read(4))], word);
     c.send(new Uint8Array(4));
     const r = await c.request(prInCdb({ sa: 0, allocationLength: 8 }), open('/dev/null', 'r'));
     assert.equal(r.status, 2);
     c.close();
   });
+}
 
-  for (const reply of [1, 2, 0x01000000, 0xffffffff]) {
+function refusedReplies(socketPath: () => string, replies: readonly number[]): void {
+  for (const reply of replies) {
     test(`reply 0x${reply.toString(16)} closes the connection`, async () => {
-      const c = await PrClient.connect(plain.socketPath, reply);
+      const c = await PrClient.connect(socketPath(), reply);
       assert.equal(await c.waitClosed(), true);
       c.close();
     });
   }
+}
+
+describe('handshake by default, as upstream (docs/protocol.md §3.2)', () => {
+  const plain = suiteHelper();
+  greetingTest(() => plain().socketPath, [0, 0, 0, 0]);
+  refusedReplies(() => plain().socketPath, [1, 2, 0x01000000, 0xffffffff]);
 
   test('opcode 0xFF (CLEANUP) is an invalid CDB: the connection closes without a response', async () => {
-    const c = await PrClient.connect(plain.socketPath);
+    const c = await PrClient.connect(plain().socketPath);
     c.send(cleanupCdb(), [open('/dev/null', 'r+')]);
     assert.equal(await c.waitClosed(), true);
     c.close();
@@ -80,14 +79,7 @@ describe('handshake by default, as upstream (docs/protocol.md §3.2)', () => {
 });
 
 describe('handshake with --enable-cleanup (docs/protocol.md §3.2)', () => {
-  test('helper sends 00 00 00 01 first and accepts reply 0', async () => {
-    const c = PrClient.open(helper.socketPath);
-    assert.deepEqual([...(await c.read(4))], [0, 0, 0, 1]);
-    c.send(new Uint8Array(4));
-    const r = await c.request(prInCdb({ sa: 0, allocationLength: 8 }), open('/dev/null', 'r'));
-    assert.equal(r.status, 2);
-    c.close();
-  });
+  greetingTest(() => helper.socketPath, [0, 0, 0, 1]);
 
   test('reply 1 (big-endian client) is accepted', async () => {
     const c = await PrClient.connect(helper.socketPath, 1);
@@ -95,13 +87,7 @@ describe('handshake with --enable-cleanup (docs/protocol.md §3.2)', () => {
     c.close();
   });
 
-  for (const reply of [2, 0x01000000, 0xffffffff]) {
-    test(`reply 0x${reply.toString(16)} closes the connection`, async () => {
-      const c = await PrClient.connect(helper.socketPath, reply);
-      assert.equal(await c.waitClosed(), true);
-      c.close();
-    });
-  }
+  refusedReplies(() => helper.socketPath, [2, 0x01000000, 0xffffffff]);
 
   test('an fd sent with the handshake reply is discarded; the next request has none', async () => {
     const c = PrClient.open(helper.socketPath);
