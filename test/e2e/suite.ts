@@ -8,6 +8,7 @@ import { stopHelpers } from './lib/env.js';
 import './pr-actions.test.js';
 import './edge.test.js';
 import './differential.test.js';
+import './enodev.test.js';
 import './privileges.test.js';
 import './logging.test.js';
 import './client.test.js';
