@@ -8,9 +8,9 @@
  * reach the disk through guest -> QEMU -> helper -> SG_IO -> LIO. A logging proxy between
  * QEMU and the helper records the requests; the test then checks the disk with sg_persist.
  *
- * Once per QEMU client (issue 15 item 5; test/support/qemu-clients.ts), each 75-90 s under
- * nested TCG (up to 215 s measured with a second VM on the machine); a client that is not there
- * skips with the reason:
+ * Once per QEMU client (issue 15 item 5; test/support/qemu-clients.ts); measured under nested
+ * TCG on 2 cores, at times shared with a second VM: 7.2 91-171 s, 10.0 135-215 s (its inner
+ * kernel is slower to reach init). A client that is not there skips with the reason:
  * - the system's (Debian 12: 7.2), `-M microvm` with virtio-scsi-device; its bios-microvm.bin is
  *   Debian 12's link to qboot.rom;
  * - QEMU 10.0 of bookworm-backports (test/tools/fetch-qemu-10.sh), the same microvm with
