@@ -16,22 +16,30 @@
  * and then PREEMPT(key, key, type) through its pr-manager; when a migration fails, the source
  * (MIG_EVENT_PRECOPY_FAILED) sends the same REGISTER + PREEMPT to take the reservation back.
  *
- * One guest lifetime, in order (the tests depend on each other, ~3-4 min under TCG):
+ * One guest lifetime, in order (the tests depend on each other; ~5 min under TCG, of which
+ * ~2 min is the inner guest's boot on `-M pc`):
  *   1. WE-RO: the guest registers 0xbeef and reserves type 5 through the source (sda);
  *      migrate to a destination on sdb; sdb's nexus holds it, sda's registration is gone;
  *      the guest, now on the destination, sees its key, releases and reserves again.
- *   2. EA-RO, back to sda: the guest moves to key 0xfeed, type 6. First with sda's nexus
- *      still carrying the UNIT ATTENTION (REGISTRATIONS PREEMPTED) that step 1's PREEMPT left
- *      there: the destination's REGISTER meets it (neither QEMU's scsi_SG_IO nor the helper
- *      retries), the migration fails and the source keeps the reservation. Then, with the
- *      UA consumed (as any I/O from that host would), the migration succeeds.
- *   3. Failure paths: (a) the destination's PREEMPT fails (the proxy closes the destination's
- *      helper connection when the PREEMPT arrives); (b) the destination's PREEMPT succeeds
- *      and the destination then dies before the migration completes, so the source must
- *      PREEMPT back.
- * The failure paths use the `return-path` migration capability: without it the source
- * declares the migration completed once it has sent the device state, before the
- * destination has loaded it, and never rolls back.
+ *   2. EA-RO, back to sda: the guest moves to key 0xfeed, type 6, and migrates again.
+ *   3. Failure, real: a REGISTRATIONS PREEMPTED unit attention pending on the destination's
+ *      nexus fails its REGISTER (QEMU's scsi_SG_IO does not retry, the helper passes the UA
+ *      on, as the C helper does): the migration fails; the source's rollback REGISTER gets
+ *      RESERVATION CONFLICT (it is still registered), so it keeps the reservation untouched.
+ *   4. Failure, injected: the destination's PREEMPT fails (the proxy closes the
+ *      destination's helper connection on it): the source keeps the reservation; the
+ *      destination's REGISTER stays behind (reported, then removed).
+ *   5. Failure, injected: the destination's REGISTER + PREEMPT succeed, then it dies before
+ *      the migration completes: (a) as it comes, the source's rollback REGISTER meets the
+ *      UNIT ATTENTION that the PREEMPT left on the source's nexus and the reservation stays
+ *      with the dead destination's nexus (the guest then takes it back itself, REGISTER +
+ *      PREEMPT); (b) with that UA consumed first (as I/O from the source host would), the
+ *      source's REGISTER + PREEMPT(key, key, type) take the reservation back.
+ * The failure paths set the `return-path` migration capability, so that the source learns
+ * the destination's load result (without it a precopy source may report completion once it
+ * has sent the device state; not measured here). Pending unit attentions on the
+ * destination's path are consumed before each migration (and counted in the log), except
+ * where a test provokes one.
  *
  * Needs /opt/qemu-11 (the prebuilt QEMU 11 test tools; .ci/run installs them when the
  * tools folder is there): skipped, with the reason printed, without it.
@@ -102,7 +110,7 @@ function parseRequests(chunks: readonly ProxiedChunk[]): SeenRequest[] {
         i += len;
         const dv = new DataView(p.buffer);
         out.push({
-          connection, name: `OUT ${PR_OUT_NAMES[sa] ?? sa}`, type: (cdb[2] ?? 0) & 0xf,
+          connection, name: `OUT ${PR_OUT_NAMES[sa] ?? sa}${p.length < len ? ' [parameter data never forwarded]' : ''}`, type: (cdb[2] ?? 0) & 0xf,
           key: p.length >= 8 ? dv.getBigUint64(0) : 0n, saKey: p.length >= 16 ? dv.getBigUint64(8) : 0n,
         });
       } else {
@@ -269,6 +277,16 @@ describe('QEMU 11 live migration of a reservation through our helper (scsi-block
     await dst.qmp(); // up and listening
     opts.beforeMigrate?.();
     const result = await migrate(src, `unix:${MIG_SOCK}`, 180_000, opts.caps ?? {});
+    if (result.status === 'completed') {
+      // without the return path the source says "completed" once it has sent the device
+      // state; the destination may still be loading it (and sending its REGISTER + PREEMPT)
+      const t0 = performance.now();
+      for (let st = await dst.status(); st !== 'running'; st = await dst.status()) {
+        if (performance.now() - t0 > 60_000) throw new Error(`destination still '${st}' 60 s after the migration completed`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      log(`destination running ${((performance.now() - t0) / 1000).toFixed(1)} s after the source reported completion`);
+    }
     log(`migration ${src.opts.name} -> ${dst.opts.name}: ${result.status} in ${result.seconds.toFixed(1)} s (QEMU total-time ${String(result.info['total-time'])} ms, downtime ${String(result.info['downtime'])} ms)${result.info['error-desc'] ? `, error: ${String(result.info['error-desc'])}` : ''}`);
     return { result, src, dst, srcProxy, dstProxy };
   }
@@ -365,7 +383,8 @@ describe('QEMU 11 live migration of a reservation through our helper (scsi-block
     const key = 0xfeedn;
     const m = await migrateTo(1, { caps: { 'return-path': true }, beforeMigrate: () => { consumeAllUnitAttentions(1); provokeRegistrationsPreempted(1); } });
     await sourceRunsOn(m, 'UA on the destination nexus');
-    assert.match(m.dst.stderr, /PERSISTENT RESERVE OUT with REGISTER/);
+    assert.match(m.dst.stderr, /PERSISTENT RESERVE OUT with REGISTER.*status=0x2 /, 'the destination REGISTER got CHECK CONDITION (the UA)');
+    assert.match(m.src.stderr, /migration rollback: PERSISTENT RESERVE OUT with REGISTER.*status=0x18/, "the source's rollback REGISTER: RESERVATION CONFLICT (still registered)");
     assertHeldOnlyBy(observe('EA-RO after the failed migration (UNIT ATTENTION on the destination nexus)'), 0, key, PR_TYPE.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY, 'after the failed migration');
     assert.match(await inGuest('pr --in --read-reservation'), new RegExp(`Key=${hex(key)}\\b`));
   });
@@ -376,6 +395,7 @@ describe('QEMU 11 live migration of a reservation through our helper (scsi-block
     const m = await migrateTo(1, { intercept: closeAtPreempt, caps: { 'return-path': true }, beforeMigrate: () => consumeAllUnitAttentions(1) });
     await sourceRunsOn(m, 'destination PREEMPT failed');
     assert.match(m.dst.stderr, /PERSISTENT RESERVE OUT with PREEMPT/);
+    assert.equal(m.src.stderr.match(/migration rollback: PERSISTENT RESERVE OUT with REGISTER.*status=0x18/g)?.length, 2, "this rollback's REGISTER, like the previous one's: RESERVATION CONFLICT");
     const s = observe('EA-RO after the failed migration (destination PREEMPT failed)');
     assert.deepEqual(s.holder, { key, type: PR_TYPE.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY }, 'the reservation is unchanged');
     assert.equal(s.registrations.find((r) => r.holder)?.nexus, nexusName(E2E.initiators[0] ?? 0n), 'still held through the source nexus');
@@ -413,6 +433,10 @@ describe('QEMU 11 live migration of a reservation through our helper (scsi-block
     const sa = observe('EA-RO after the destination died (source rollback, UNIT ATTENTION pending on the source nexus)');
     const rolledBack = sa.registrations.length === 1 && sa.registrations[0]?.nexus === nexusName(E2E.initiators[0] ?? 0n);
     log(`rollback with the UNIT ATTENTION pending: ${rolledBack ? 'the reservation is back on the source nexus' : 'the reservation did NOT come back'}; the source's last requests: ${rollbackA.join(', ')}`);
+    // either way one nexus holds it, with the guest's key and type
+    assert.deepEqual(sa.holder, { key, type: PR_TYPE.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY });
+    assert.deepEqual(sa.keys, [hex(key)]);
+    assert.equal(sa.registrations.length, 1);
     if (!rolledBack) {
       // the guest takes it back itself, exactly as the rollback would have: REGISTER + PREEMPT(key, key, type)
       await inGuest(`pr --out --register --param-sark=${hex(key)}`);

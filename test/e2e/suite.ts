@@ -15,6 +15,7 @@ import './stall.test.js';
 import './shutdown.test.js';
 import './multipath.test.js';
 import './qemu-chain.test.js';
+import './migration.test.js';
 import './iscsi-stall.test.js';
 
 after(stopHelpers);
