@@ -16,6 +16,7 @@ import './shutdown.test.js';
 import './multipath.test.js';
 import './qemu-chain.test.js';
 import './migration.test.js';
+import './multipath-migration.test.js';
 import './iscsi-stall.test.js';
 
 after(stopHelpers);
