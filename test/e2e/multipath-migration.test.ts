@@ -19,7 +19,11 @@
  * The result is printed as one table line per version ("MPATH-MIGRATION ..."); the test
  * asserts the invariants that hold for every version (the commands succeed, the source's
  * registration is gone, the reservation is held by a nexus of the map with K and WE-RO)
- * and reports, without asserting, whether the second path is registered.
+ * and reports, without asserting, whether the second path is registered. Then, from that
+ * state, two corner cases libmpathpersist reworked in 0.13/0.14, printed ("MPATH-CORNER"),
+ * not asserted: REGISTER AND IGNORE EXISTING KEY to K2 while holding, and unregister
+ * (REGISTER K2 -> 0) while holding. (RESERVE while a failed path holds the reservation is
+ * not measured here.)
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,6 +42,7 @@ const VERSIONS = [
   { name: '0.14.3', library: '/opt/mpt-0.14.3/lib64/libmpathpersist.so.0', sbin: '/opt/mpt-0.14.3/sbin' },
 ];
 const KEY = 0x51a7en;
+const KEY2 = 0x51a7fn;
 const ALIAS = 'prh-e2e-migmp';
 const SOCKET = '/tmp/prh-e2e-migmp.sock';
 
@@ -71,6 +76,7 @@ function fullStatusText(dev: string): string {
 
 describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-RO)) on a map, per libmpathpersist version', { skip }, () => {
   const rows: string[] = [];
+  const corner: string[] = [];
   const savedPath = process.env['PATH'] ?? '';
 
   before(() => {
@@ -81,6 +87,8 @@ describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-
     process.env['PATH'] = savedPath;
     log('MPATH-MIGRATION | library | REGISTER | PREEMPT | map paths registered with K | holder | source registration | multipathd getprkey / getprstatus');
     for (const r of rows) log(`MPATH-MIGRATION | ${r}`);
+    log('MPATH-CORNER | library | REGISTER AND IGNORE to K2 while holding: status; sda sdb (* = holder) reservation multipathd key | unregister while holding: status; same');
+    for (const r of corner) log(`MPATH-CORNER | ${r}`);
   });
 
   for (const v of VERSIONS) {
@@ -131,6 +139,27 @@ describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-
         assert.equal(holder?.key, KEY);
         assert.equal(holder?.type, PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY);
         log(`${v.name}: paths of the map registered with ${hex(KEY)}: ${registered.length}/2; multipathd getprkey ${prkey}, getprstatus ${prstatus}`);
+
+        // corner cases libmpathpersist reworked in 0.13/0.14, from this state (the map holds
+        // WE-RO with KEY): REGISTER AND IGNORE EXISTING KEY to KEY2 while holding, then
+        // unregister (REGISTER KEY2 -> 0) while holding. Measured, printed, not asserted.
+        const state = (): string => {
+          const f = sgReadFullStatus(sdc);
+          const one = (init: bigint, name: string): string => {
+            const e = f.entries.find((x) => x.sasAddress === init);
+            return `${name}=${e === undefined ? '-' : hex(e.key)}${e?.holder ? '*' : ''}`;
+          };
+          const h = f.entries.find((x) => x.holder);
+          const k = (() => { try { return hex(mpathdKey(ALIAS)); } catch (e) { return `error ${String(e)}`; } })();
+          return `${one(initA, 'sda')} ${one(initB, 'sdb')} reservation=${h === undefined ? 'none' : `${hex(h.key)}/type ${h.type}`} mpathd-key=${k}`;
+        };
+        const rai = await pr.out(mp, PR_OUT.REGISTER_AND_IGNORE, prOutParams({ saKey: KEY2 }));
+        const afterRai = state();
+        log(`${v.name}: REGISTER AND IGNORE -> ${hex(KEY2)} while holding: status 0x${rai.status.toString(16)} ${triple(rai)}; ${afterRai}`);
+        const unreg = await pr.out(mp, PR_OUT.REGISTER, prOutParams({ key: KEY2, saKey: 0n }));
+        const afterUnreg = state();
+        log(`${v.name}: unregister (${hex(KEY2)} -> 0) while holding: status 0x${unreg.status.toString(16)} ${triple(unreg)}; ${afterUnreg}`);
+        corner.push(`${v.name} | 0x${rai.status.toString(16)}${rai.status === 0 ? '' : ` ${triple(rai)}`}: ${afterRai} | 0x${unreg.status.toString(16)}${unreg.status === 0 ? '' : ` ${triple(unreg)}`}: ${afterUnreg}`);
       } finally {
         mp?.close();
         client?.close();
