@@ -320,10 +320,12 @@ describe('QEMU 11 live migration of a reservation through our helper (scsi-block
 
   after(async () => {
     if (guest !== null && guest.exitCode === null) await guest.run('poweroff -f', 5000).catch(() => undefined);
-    for (const q of qemus) await q.stop(5000);
+    for (const q of qemus) log(`migration teardown: ${q.opts.name} ended with ${String(await q.stop(5000))}`);
     for (const p of proxies) p.close();
     rmSync(MIG_SOCK, { force: true });
+    log('migration teardown: proxies closed; resetting the LU');
     resetDisk();
+    log('migration teardown: done');
   });
 
   test('WE-RO: the reservation moves to the destination nexus, same key and type; the guest goes on with it', { timeout: 300_000 }, async () => {

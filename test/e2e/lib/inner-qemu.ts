@@ -213,8 +213,8 @@ export class InnerQemu {
   /** Ends the process: QMP quit, SIGKILL if it is still there after `graceMs`. */
   async stop(graceMs = 10_000): Promise<number | string> {
     if (this.exitCode === null) {
-      try { await (await this.qmp()).execute('quit'); } catch { /* already going */ }
       const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+      try { await (await this.qmp()).execute('quit'); } catch { /* already going */ }
       await this.exited;
       clearTimeout(t);
     }
