@@ -14,7 +14,7 @@
 #   test/e2e/run.sh node ARGS...    any Node script in the same prepared guest, e.g.
 #                                   bench/e2e/run.sh uses it for the overhead benchmark
 # Environment: PRH_E2E_NODE (the node binary the guest runs the suite and the helpers with;
-# default: the one in the guest's PATH), PRH_E2E_TIMEOUT (default 900 s), PRH_E2E_SKIP_CHAIN=1 (skip the nested
+# default: the one in the guest's PATH), PRH_E2E_TIMEOUT (default 1800 s), PRH_E2E_SKIP_CHAIN=1 (skip the nested
 # QEMU test, ~2 min), PRH_E2E_NO_INSTALL=1, PRH_E2E_NO_BUILD=1, and the VM_* knobs of
 # vm/run-in-vm.sh (VM_SMP, VM_MEM, VM_ACCEL, VM_VERBOSE, ...).
 set -uo pipefail
@@ -48,12 +48,13 @@ fi
 export PRH_E2E_VMLINUX=$CACHE/vmlinux-$KVER PRH_E2E_INNER_INITRD=$INNER
 say "prepared in $(elapsed) s (kernel $KVER); booting the VM"
 
-TIMEOUT=${PRH_E2E_TIMEOUT:-900}
+# 1800: the suite grew by the QEMU 11 migration tests (~5 + 2 min under TCG) in issue 15
+TIMEOUT=${PRH_E2E_TIMEOUT:-1800}
 GUEST=("$HERE/vm/guest-suite.sh")
 [ "${1:-}" = node ] && { shift; GUEST+=("$@"); }
 cd "$ROOT" || exit 125
 VM_WORK=$ROOT VM_TIMEOUT=$TIMEOUT VM_MEM=${VM_MEM:-1536} VM_TIMING=1 \
-  VM_ENV="PRH_E2E_NODE PRH_E2E_VMLINUX PRH_E2E_INNER_INITRD PRH_E2E_SKIP_CHAIN PRH_E2E_INNER_TIMEOUT_MS PRH_BENCH_N PRH_BENCH_ROUNDS" \
+  VM_ENV="PRH_E2E_NODE PRH_E2E_VMLINUX PRH_E2E_INNER_INITRD PRH_E2E_SKIP_CHAIN PRH_E2E_SKIP_MIGRATION PRH_E2E_QEMU11_DIR PRH_E2E_INNER_TIMEOUT_MS PRH_BENCH_N PRH_BENCH_ROUNDS" \
   "$HERE/vm/run-in-vm.sh" "${GUEST[@]}"
 rc=$?
 case $rc in

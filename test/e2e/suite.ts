@@ -16,6 +16,8 @@ import './stall.test.js';
 import './shutdown.test.js';
 import './multipath.test.js';
 import './qemu-chain.test.js';
+import './migration.test.js';
+import './multipath-migration.test.js';
 import './iscsi-stall.test.js';
 
 after(stopHelpers);

@@ -17,6 +17,14 @@ export interface ProxiedChunk {
   fds: number;
 }
 
+/**
+ * What to do with a chunk, decided before it is forwarded (recorded either way):
+ * 'forward' (the default), 'drop' (swallow it) or 'close' (drop it and close both sides of
+ * that connection). The migration test uses it to make a helper connection fail at a chosen
+ * request, or to stop a destination QEMU right after its PREEMPT was answered.
+ */
+export type Intercept = (chunk: ProxiedChunk) => 'forward' | 'drop' | 'close';
+
 export class LoggingProxy {
   readonly chunks: ProxiedChunk[] = [];
   readonly #listenFd: number;
@@ -24,7 +32,7 @@ export class LoggingProxy {
   readonly #closers: (() => void)[] = [];
   #connections = 0;
 
-  constructor(readonly path: string, readonly helperPath: string) {
+  constructor(readonly path: string, readonly helperPath: string, readonly intercept?: Intercept) {
     this.#listenFd = unixStreamSocket();
     bindUnix(this.#listenFd, path);
     listenSocket(this.#listenFd, 8);
@@ -61,7 +69,14 @@ export class LoggingProxy {
             return;
           }
           const bytes = got.bytes.slice();
-          this.chunks.push({ connection: id, direction, bytes, fds: got.fds.length });
+          const chunk: ProxiedChunk = { connection: id, direction, bytes, fds: got.fds.length };
+          this.chunks.push(chunk);
+          const verdict = this.intercept?.(chunk) ?? 'forward';
+          if (verdict !== 'forward') {
+            for (const fd of got.fds) closeFd(fd);
+            if (verdict === 'close') close();
+            continue;
+          }
           try {
             const n = sendWithFds(to, bytes, got.fds);
             if (n !== bytes.length) throw new Error(`short send ${n}/${bytes.length}`);
