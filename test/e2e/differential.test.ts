@@ -1,6 +1,7 @@
 /**
  * Issue 3, item 5: the same PR sequence through Debian's C qemu-pr-helper and through
- * ours, in the same guest, on the same LIO disk (reset between the two runs). Responses
+ * ours, in the same guest, on the same LIO disk (reset between the runs); and through QEMU
+ * 11's C helper when the test tools are installed (issue 15 item 3). Responses
  * are compared byte for byte. The only differences allowed are the documented deliberate
  * fixes (docs/protocol.md §9): sense bytes 18..95 of the read-only refusal (uninitialised
  * stack in the C helper, zero in ours) and the C helper's 1 ms SG_IO timeout on /dev/sgN
@@ -9,11 +10,12 @@
  * of each run, since the disk's counter keeps going.
  */
 import { describe, test, before, after } from 'node:test';
+import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { ConnectionClosed, PrClient } from '../support/client.js';
 import { cleanupCdb, prInCdb, prOutCdb, prOutParams, type Response } from '../support/builders.js';
-import type { Helper } from '../support/launcher.js';
-import { E2E, skipReason, ourHelper, referenceHelper, resetDisk, log } from './lib/env.js';
+import { startHelper, type Helper } from '../support/launcher.js';
+import { E2E, skipReason, QEMU11_PR_HELPER, ourHelper, referenceHelper, resetDisk, log } from './lib/env.js';
 import { DeviceFd, PR_IN, PR_OUT, PR_TYPE, hex, registerAndMoveParams, sasTransportId, senseTriple } from './lib/pr.js';
 
 const skip = skipReason(2);
@@ -148,8 +150,33 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
     await runWith('ours', await ourHelper());
   });
 
-  test('responses are identical byte for byte, except where a deliberate fix applies', () => {
-    const c = runs['C'];
+  test('the same sequence through QEMU 11\'s C helper (linked with libmpathpersist 0.14.3)', async (t) => {
+    if (!existsSync(QEMU11_PR_HELPER)) {
+      t.skip(`${QEMU11_PR_HELPER} is not installed (the test tools of .ci/run)`);
+      return;
+    }
+    const c11 = await startHelper({ binary: QEMU11_PR_HELPER, timeoutMs: 60_000 });
+    try {
+      await runWith('C11', c11);
+    } finally {
+      await c11.stop();
+      c11.cleanup();
+    }
+  });
+
+  for (const reference of ['C', 'C11'] as const) {
+    test(`responses are identical byte for byte to ${reference === 'C' ? 'Debian\'s C helper (7.2)' : 'QEMU 11\'s C helper'}, except where a deliberate fix applies`, (t) => {
+      if (reference === 'C11' && runs['C11'] === undefined) {
+        t.skip(`${QEMU11_PR_HELPER} is not installed`);
+        return;
+      }
+      compareWith(reference);
+    });
+  }
+
+  /** Compares our run with the reference helper's run `name`, logging each step. */
+  function compareWith(name: 'C' | 'C11'): void {
+    const c = runs[name];
     const ours = runs['ours'];
     assert.ok(c && ours, 'both runs happened');
     const steps = sequence();
@@ -180,7 +207,7 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
     });
     // /dev/sgN reads: equal, unless the C helper's 1 ms SG_IO timeout fired (docs/protocol.md §9.1)
     sgSequence().forEach((s, i) => {
-      const rc = sgRuns['C']?.[i];
+      const rc = sgRuns[name]?.[i];
       const ro = sgRuns['ours']?.[i];
       assert.ok(rc && ro);
       const [k, asc, ascq] = senseTriple(rc.sense);
@@ -197,11 +224,11 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
     });
     for (const l of lines) log(l);
     // handshake and CLEANUP (docs/protocol.md §3.2, §9.14): no feature, and 0xFF closes, as upstream
-    log(`handshake: C ${c.features}, ours ${ours.features}; CLEANUP: C ${c.cleanup}, ours ${ours.cleanup}`);
+    log(`handshake: ${name} ${c.features}, ours ${ours.features}; CLEANUP: C ${c.cleanup}, ours ${ours.cleanup}`);
     assert.equal(c.features, 0);
     assert.equal(ours.features, 0);
     assert.equal(c.cleanup, 'closed the connection');
     assert.equal(ours.cleanup, 'closed the connection');
-    for (const a of allowed) log(`allowed difference: ${a}`);
-  });
+    for (const a of allowed) log(`allowed difference (${name}): ${a}`);
+  }
 });

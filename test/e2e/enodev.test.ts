@@ -15,10 +15,9 @@ import { basename } from 'node:path';
 import { PrClient } from '../support/client.js';
 import { fixedSense96, type Response } from '../support/builders.js';
 import { startHelper, REFERENCE_HELPER, type Helper } from '../support/launcher.js';
-import { E2E, skipReason, ourHelper, log } from './lib/env.js';
+import { E2E, skipReason, QEMU11_PR_HELPER, ourHelper, log } from './lib/env.js';
 import { DeviceFd, PrOps, PR_IN, STATUS, hex, senseTriple } from './lib/pr.js';
 
-const QEMU11_HELPER = '/opt/qemu-11/bin/qemu-pr-helper';
 const skip = skipReason(2);
 
 describe('SG_IO failing with ENODEV (an offline sd device)', { skip }, () => {
@@ -74,11 +73,11 @@ describe('SG_IO failing with ENODEV (an offline sd device)', { skip }, () => {
       const r = await readKeysOffline(old.socketPath);
       log(`Debian's C helper (7.2) on an offline disk: status 0x${r.status.toString(16)}, sense ${hex(r.sense.subarray(0, 18))}`);
     }
-    if (!existsSync(QEMU11_HELPER)) {
-      t.skip(`${QEMU11_HELPER} is not installed (the test tools of .ci/run)`);
+    if (!existsSync(QEMU11_PR_HELPER)) {
+      t.skip(`${QEMU11_PR_HELPER} is not installed (the test tools of .ci/run)`);
       return;
     }
-    const c11 = await startHelper({ binary: QEMU11_HELPER, timeoutMs: 60_000 });
+    const c11 = await startHelper({ binary: QEMU11_PR_HELPER, timeoutMs: 60_000 });
     started.push(c11);
     const r = await readKeysOffline(c11.socketPath);
     log(`QEMU 11's C helper on an offline disk: status 0x${r.status.toString(16)}, sense ${hex(r.sense.subarray(0, 18))}`);

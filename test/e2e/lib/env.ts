@@ -66,6 +66,9 @@ export function ourCleanupHelper(): Promise<Helper> {
   return shared('ours-cleanup', OUR_HELPER, ['--enable-cleanup']);
 }
 
+/** QEMU 11's C helper (linked with libmpathpersist 0.14.3), from the test tools of .ci/run. */
+export const QEMU11_PR_HELPER = '/opt/qemu-11/bin/qemu-pr-helper';
+
 /** Debian's C qemu-pr-helper, the reference for the differential tests. */
 export function referenceHelper(): Promise<Helper> {
   if (!existsSync(REFERENCE_HELPER)) throw new Error(`${REFERENCE_HELPER} is missing (apt-get install qemu-system-common)`);
