@@ -224,7 +224,7 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
     });
     for (const l of lines) log(l);
     // handshake and CLEANUP (docs/protocol.md §3.2, §9.14): no feature, and 0xFF closes, as upstream
-    log(`handshake: ${name} ${c.features}, ours ${ours.features}; CLEANUP: C ${c.cleanup}, ours ${ours.cleanup}`);
+    log(`handshake: ${name} ${c.features}, ours ${ours.features}; CLEANUP: ${name} ${c.cleanup}, ours ${ours.cleanup}`);
     assert.equal(c.features, 0);
     assert.equal(ours.features, 0);
     assert.equal(c.cleanup, 'closed the connection');
