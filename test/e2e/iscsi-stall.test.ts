@@ -53,8 +53,7 @@ import { PrClient } from '../support/client.js';
 import { prInCdb, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { interpretSgIo } from '../../src/scsi/sgio-status.js';
-import { E2E, drainUnitAttentions, skipReason, log, stopLogged } from './lib/env.js';
-import { DirectSgIo } from './lib/sgio.js';
+import { E2E, drainUnitAttentionsOn, skipReason, log, stopLogged } from './lib/env.js';
 import { inSgIo, sleep } from './lib/slow-device.js';
 import { PR_IN, STATUS, hex, parseReadKeys, senseTriple } from './lib/pr.js';
 import {
@@ -159,18 +158,6 @@ async function waitRunning(s: IscsiSession, timeoutMs = 60_000): Promise<number>
   }
 }
 
-/** Consumes the UNIT ATTENTIONs a login or a session recovery may leave on the iSCSI nexus. */
-function drain(disk: string): number {
-  const sg = new DirectSgIo();
-  const fd = openSync(disk, constants.O_RDWR);
-  try {
-    return drainUnitAttentions(sg, fd);
-  } finally {
-    closeSync(fd);
-    sg.free();
-  }
-}
-
 describe('an iSCSI device that stops answering (nftables drop on lo) costs other connections nothing (own helper, --io-timeout=5)', { skip }, () => {
   let helper: Helper | null = null;
   let drop: PacketDrop | null = null;
@@ -202,7 +189,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
         updateNodeSettings(session, original);
         session = await relogin(session);
         changed = false;
-        drain(session.disk);
+        drainUnitAttentionsOn(session.disk);
         log(`cleanup: iSCSI settings restored, ${session.disk} ${session.sg}: ${formatTimeouts(sessionTimeouts(session))}`);
       } catch (error) {
         log(`cleanup: restoring the iSCSI session failed: ${String(error)}`);
@@ -243,7 +230,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
     assert.deepEqual(
       [stallTimeouts['recv_tmo'], stallTimeouts['ping_tmo'], stallTimeouts['abort_tmo'], stallTimeouts['recovery_tmo']],
       ['0', '0', String(ABORT_S), String(REPLACEMENT_S)], 'the kernel took the stall settings');
-    drain(sess.disk);
+    drainUnitAttentionsOn(sess.disk);
 
     rmSync(SOCKET, { force: true });
     helper = await startHelper({ args: ['-k', SOCKET, `--io-timeout=${IO_TIMEOUT_S}`], socketPath: SOCKET, timeoutMs: 60_000 });
@@ -349,7 +336,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
     }
     const klogRaw = kernelLogSince(klog1);
     const rawBackMs = await waitRunning(sess);
-    const uas = drain(sess.disk);
+    const uas = drainUnitAttentionsOn(sess.disk);
     log(`sg_raw -t ${IO_TIMEOUT_S} READ KEYS on ${sess.disk}, same stall, no helper: ${raw.ms.toFixed(0)} ms, host_status 0x${raw.hostStatus.toString(16).padStart(2, '0')} ${raw.hostName}, driver_status 0x${raw.driverStatus.toString(16).padStart(2, '0')} ${raw.driverName}, SCSI status ${raw.scsiStatus} (exit ${raw.exitCode}); session back after ${rawBackMs.toFixed(0)} ms, ${uas} unit attention(s)`);
     log(`kernel log:${klogRaw.length ? '' : ' (nothing)'}\n${klogRaw.map((l) => `#   ${l}`).join('\n')}`);
     const mapped = interpretSgIo({ error: null, status: 0, hostStatus: raw.hostStatus, driverStatus: raw.driverStatus, sense: new Uint8Array(96) });
@@ -367,7 +354,7 @@ describe('an iSCSI device that stops answering (nftables drop on lo) costs other
     session = sess;
     changed = false;
     const timeoutsAfter = sessionTimeouts(sess);
-    const uasAfter = drain(sess.disk);
+    const uasAfter = drainUnitAttentionsOn(sess.disk);
     log(`restored: re-login in ${(performance.now() - r1).toFixed(0)} ms, ${sess.name} ${sess.disk} ${sess.sg}; kernel: ${formatTimeouts(timeoutsAfter)}; node record ${JSON.stringify(nodeSettings(sess, Object.keys(STALL_SETTINGS)))}; ${uasAfter} unit attention(s)`);
     assert.deepEqual([sess.disk, sess.sg], [nexus.disk, nexus.sg], 'the same disk names after the restore');
     assert.deepEqual(timeoutsAfter, timeoutsBefore, 'the session\'s timeouts as before');

@@ -47,9 +47,8 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, constants, existsSync, openSync, rmSync } from 'node:fs';
-import { E2E, skipReason, ourHelper, resetDisk, log, drainUnitAttentions } from './lib/env.js';
-import { DirectSgIo } from './lib/sgio.js';
+import { existsSync, rmSync } from 'node:fs';
+import { E2E, skipReason, ourHelper, resetDisk, log, drainUnitAttentionsOn } from './lib/env.js';
 import { PR_TYPE, TYPE_NAMES } from './lib/pr.js';
 import { LoggingProxy, type Intercept, type ProxiedChunk } from './lib/proxy.js';
 import { keySet, sgPersist, sgReadFullStatus, sgReadKeys, sgReadReservation } from './lib/sgpersist.js';
@@ -176,22 +175,10 @@ function assertHeldOnlyBy(s: LuState, diskIndex: number, key: bigint, type: numb
   assert.deepEqual(s.registrations, [{ nexus: nexusName(E2E.initiators[diskIndex] ?? 0n), key, holder: true }], `${what}: held through ${E2E.disks[diskIndex]}'s nexus only`);
 }
 
-/** Consumes pending UNIT ATTENTIONs on a path, as any I/O from that host would. */
-function consumeUnitAttentions(disk: string): number {
-  const sg = new DirectSgIo();
-  const fd = openSync(disk, constants.O_RDWR);
-  try {
-    return drainUnitAttentions(sg, fd);
-  } finally {
-    closeSync(fd);
-    sg.free();
-  }
-}
-
 /** Consumes pending UNIT ATTENTIONs on the path a destination QEMU is about to use, logged. */
 function consumeAllUnitAttentions(diskIndex: number): void {
   const d = E2E.disks[diskIndex] ?? '';
-  log(`consumed ${consumeUnitAttentions(d)} pending UNIT ATTENTION(s) on ${d} (as I/O from that host would)`);
+  log(`consumed ${drainUnitAttentionsOn(d)} pending UNIT ATTENTION(s) on ${d} (as I/O from that host would)`);
 }
 
 /** sg_persist --out ARGS, retried past UNIT ATTENTIONs; resolves with the exit status. */
@@ -452,7 +439,7 @@ describe('QEMU 11 live migration of a reservation through our helper (scsi-block
 
     // (b) the UNIT ATTENTION consumed on the source nexus before the destination dies (as I/O
     // from the source host would): the source's REGISTER + PREEMPT take the reservation back
-    const b = await migrateTo(1, { intercept: dieAfterPreempt(() => { consumeUnitAttentions(E2E.disks[0] ?? ''); }), caps: { 'return-path': true }, beforeMigrate: () => consumeAllUnitAttentions(1) });
+    const b = await migrateTo(1, { intercept: dieAfterPreempt(() => { drainUnitAttentionsOn(E2E.disks[0] ?? ''); }), caps: { 'return-path': true }, beforeMigrate: () => consumeAllUnitAttentions(1) });
     await sourceRunsOn(b, 'destination died after its PREEMPT (UA consumed)');
     const rollbackB = parseRequests(b.srcProxy.chunks).filter((r) => r.name.startsWith('OUT')).slice(-2).map((r) => [r.name, hex(r.key), hex(r.saKey), r.type]);
     assert.deepEqual(rollbackB, [['OUT REGISTER', '0x0', hex(key), 0], ['OUT PREEMPT', hex(key), hex(key), PR_TYPE.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY]], "the source's rollback: REGISTER(key), PREEMPT(key, key, type)");

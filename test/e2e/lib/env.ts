@@ -122,6 +122,18 @@ export function drainUnitAttentions(sg: DirectSgIo, fd: number): number {
   throw new Error('unit attentions do not stop');
 }
 
+/** The same on `disk` opened for the purpose, as any I/O from that host would. */
+export function drainUnitAttentionsOn(disk: string): number {
+  const sg = new DirectSgIo();
+  const fd = openSync(disk, constants.O_RDWR);
+  try {
+    return drainUnitAttentions(sg, fd);
+  } finally {
+    closeSync(fd);
+    sg.free();
+  }
+}
+
 const RESET_KEY = 0x7e5e7n;
 
 /**
