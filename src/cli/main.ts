@@ -16,6 +16,7 @@
  */
 // First: replaces Node's SIGUSR1 inspector trigger before any other module is evaluated.
 import '../privileges/no-inspector.js';
+import { basename } from 'node:path';
 import { env, argv, version as nodeVersion } from 'node:process';
 import { parseCommandLine } from './options.js';
 import { Logger, stderrIsJournal } from '../log/logger.js';
@@ -58,7 +59,7 @@ function takeHandoff(): { program: string; envelope: Envelope | null; inheritedF
     return { program: envelope.program, envelope, inheritedFds: [] };
   } catch (error) {
     if (!(error instanceof HandoffError)) throw error;
-    process.stderr.write(`${program.slice(program.lastIndexOf('/') + 1)}: ${error.message}\n`);
+    process.stderr.write(`${basename(program)}: ${error.message}\n`);
     return exitImmediately(1);
   }
 }
@@ -86,11 +87,11 @@ function main(): void {
   // Before any thread starts: libmpathcmd reads it from the C environment on each connect.
   const socketError = applyMultipathSocket(options.multipathSocket, env);
   if (socketError !== null) {
-    process.stderr.write(`${program.slice(program.lastIndexOf('/') + 1)}: ${socketError}\n`);
+    process.stderr.write(`${basename(program)}: ${socketError}\n`);
     process.exitCode = 1;
     return;
   }
-  const log = new Logger(program.slice(program.lastIndexOf('/') + 1), options.verbosity, undefined,
+  const log = new Logger(basename(program), options.verbosity, undefined,
     stderrIsJournal(env['JOURNAL_STREAM']));
   const invocation: Invocation = {
     program, options, log, stopSignals, traceEvents: envelope?.traceEvents ?? [...options.trace.enabled],

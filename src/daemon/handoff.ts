@@ -36,12 +36,12 @@ export interface Handoff {
   pidfile: { fd: number; path: string; dev: number; inode: number } | null;
   /** Write end of the daemon launcher's readiness pipe (-d), or null. */
   readyFd: number | null;
-  /** Write end of the start-up janitor's pipe (src/privileges/janitor.ts), when there is one. */
-  janitorFd?: number | null;
-  /** Read end of the janitor's answers (src/privileges/janitor.ts). */
-  janitorAnswerFd?: number | null;
-  /** The socket's temporary name, when the janitor is to put it in place (src/server/listener.ts). */
-  socketStaging?: string | null;
+  /** Write end of the start-up janitor's pipe (src/privileges/janitor.ts), or null. */
+  janitorFd: number | null;
+  /** Read end of the janitor's answers (src/privileges/janitor.ts), or null. */
+  janitorAnswerFd: number | null;
+  /** The socket's temporary name, when the janitor is to put it in place (src/server/listener.ts), or null. */
+  socketStaging: string | null;
   uid: number;
   gid: number;
   /** Kept capabilities, as a hexadecimal mask. */
@@ -126,13 +126,15 @@ export function decodeEnvelope(text: string, knownEvents: readonly string[]): En
 }
 
 function decodeHandoff(r: Record<string, unknown>): Handoff {
+  /** A field that may be absent or null, or else must be valid. */
+  const optional = <T>(field: string, valid: (v: unknown) => v is T): T | null => {
+    const value = r[field] ?? null;
+    return value === null ? null : valid(value) ? value : bad(field);
+  };
   if (!isFd(r['listenFd'])) bad('listenFd');
-  const createdPath = r['createdPath'] ?? null;
-  if (createdPath !== null && !isPath(createdPath)) bad('createdPath');
-  const socketInode = r['socketInode'] ?? null;
-  if (socketInode !== null && !isInode(socketInode)) bad('socketInode');
-  const socketDev = r['socketDev'] ?? null;
-  if (socketDev !== null && !isInode(socketDev)) bad('socketDev');
+  const createdPath = optional('createdPath', isPath);
+  const socketInode = optional('socketInode', isInode);
+  const socketDev = optional('socketDev', isInode);
   let pidfile: Handoff['pidfile'] = null;
   if (r['pidfile'] !== null && r['pidfile'] !== undefined) {
     const p = r['pidfile'];
@@ -141,13 +143,7 @@ function decodeHandoff(r: Record<string, unknown>): Handoff {
     }
     pidfile = { fd: p['fd'], path: p['path'], dev: p['dev'], inode: p['inode'] };
   }
-  const readyFd = r['readyFd'] ?? null;
-  if (readyFd !== null && !isFd(readyFd)) bad('readyFd');
-  /** An optional field: absent or null, or valid. */
-  const optional = <T>(field: string, valid: (v: unknown) => v is T): T | null => {
-    const value = r[field] ?? null;
-    return value === null ? null : valid(value) ? value : bad(field);
-  };
+  const readyFd = optional('readyFd', isFd);
   const janitorFd = optional('janitorFd', isFd);
   const janitorAnswerFd = optional('janitorAnswerFd', isFd);
   const socketStaging = optional('socketStaging', isPath);
@@ -156,14 +152,14 @@ function decodeHandoff(r: Record<string, unknown>): Handoff {
   if (typeof r['kept'] !== 'string' || !/^[0-9a-f]{1,16}$/.test(r['kept'])) bad('kept');
   return {
     listenFd: r['listenFd'] as number,
-    createdPath: createdPath as string | null,
-    socketDev: socketDev as number | null,
-    socketInode: socketInode as number | null,
+    createdPath,
+    socketDev,
+    socketInode,
     pidfile,
-    readyFd: readyFd as number | null,
-    ...(janitorFd !== null ? { janitorFd } : {}),
-    ...(janitorAnswerFd !== null ? { janitorAnswerFd } : {}),
-    ...(socketStaging !== null ? { socketStaging } : {}),
+    readyFd,
+    janitorFd,
+    janitorAnswerFd,
+    socketStaging,
     uid: r['uid'] as number,
     gid: r['gid'] as number,
     kept: BigInt(`0x${r['kept'] as string}`),

@@ -50,7 +50,7 @@ export function secondImage(invocation: Invocation, handoff: Handoff, traceFd: n
   const multipath = findMultipathSupport(env);
   // Our TERM/INT/HUP handlers exist (main installed them before anything else): from now
   // on we clean up ourselves, the janitor can go.
-  if (handoff.janitorFd !== undefined && handoff.janitorFd !== null && isOpenFd(handoff.janitorFd)) {
+  if (handoff.janitorFd !== null && isOpenFd(handoff.janitorFd)) {
     try {
       writeSync(handoff.janitorFd, JANITOR_READY);
     } catch {
@@ -61,7 +61,7 @@ export function secondImage(invocation: Invocation, handoff: Handoff, traceFd: n
   const startup: Startup = new Startup(log, handoff.readyFd, handoff.pidfile);
   try {
     startup.listener = adoptListeningSocket(handoff.listenFd, handoff.createdPath,
-      { dev: handoff.socketDev, inode: handoff.socketInode, staging: handoff.socketStaging ?? null });
+      { dev: handoff.socketDev, inode: handoff.socketInode, staging: handoff.socketStaging });
   } catch (error) {
     if (!(error instanceof ListenError)) throw error;
     startup.fail(error.message);
@@ -73,8 +73,7 @@ export function secondImage(invocation: Invocation, handoff: Handoff, traceFd: n
     startup.fail(`Failed to drop privileges: ${problems.slice(0, 4).join('; ')}`);
   }
   // The janitor was told "ready" above and puts the socket in place; only then are we.
-  const answerFd = handoff.janitorAnswerFd !== undefined && handoff.janitorAnswerFd !== null && isOpenFd(handoff.janitorAnswerFd)
-    ? handoff.janitorAnswerFd : null;
+  const answerFd = handoff.janitorAnswerFd !== null && isOpenFd(handoff.janitorAnswerFd) ? handoff.janitorAnswerFd : null;
   void janitorPublished(listener, answerFd).then((published) => {
     if (!published) {
       startup.fail(`Failed to bind socket to ${listener.createdPath ?? ''}: the socket could not be put in place`);

@@ -123,8 +123,10 @@ export class MpathLibrary {
     });
   }
 
-  /** Starts the thread and initialises the library; rejects with the reason it cannot. */
-  /** `logToSyslog`: send the library's own messages to syslog (stderr is the journal). */
+  /**
+   * Starts the thread and initialises the library; rejects with the reason it cannot.
+   * `logToSyslog`: send the library's own messages to syslog (stderr is the journal).
+   */
   static open(path: string, logToSyslog = false): Promise<MpathLibrary> {
     const worker = new Worker(WORKER_URL, { workerData: { path, logToSyslog }, stdout: false, stderr: false });
     return new Promise((resolve, reject) => {

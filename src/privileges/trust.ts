@@ -4,7 +4,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { strerrorOf } from '../sys/errors.js';
+import { errnoText } from '../sys/errors.js';
 import { untrustedReason, type FileOwner } from './runtime.js';
 
 /** Owner and mode of `path` and of each directory above it, for untrustedReason(). */
@@ -22,6 +22,6 @@ export function distrust(path: string): string | null {
   try {
     return untrustedReason(ownershipChain(realpathSync(path)));
   } catch (error) {
-    return strerrorOf(error);
+    return errnoText(error);
   }
 }

@@ -50,11 +50,8 @@ export interface SessionEnd {
 }
 
 /** The operation codes a session accepts: CLEANUP only when the helper announces it. */
-function acceptedOpcodes(features: number): ReadonlySet<number> {
-  const opcodes: number[] = [Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT];
-  if ((features & PR_HELPER_FEATURE_CLEANUP) !== 0) opcodes.push(PR_HELPER_CLEANUP);
-  return new Set(opcodes);
-}
+const PR_OPCODES: ReadonlySet<number> = new Set([Opcode.PERSISTENT_RESERVE_IN, Opcode.PERSISTENT_RESERVE_OUT]);
+const PR_AND_CLEANUP_OPCODES: ReadonlySet<number> = new Set([...PR_OPCODES, PR_HELPER_CLEANUP]);
 
 function hex(byte: number): string {
   return `0x${byte.toString(16).padStart(2, '0')}`;
@@ -83,7 +80,7 @@ export class Session {
 
   constructor(features: number = DEFAULT_FEATURES) {
     this.#features = features;
-    this.#opcodes = acceptedOpcodes(features);
+    this.#opcodes = (features & PR_HELPER_FEATURE_CLEANUP) !== 0 ? PR_AND_CLEANUP_OPCODES : PR_OPCODES;
   }
 
   /**

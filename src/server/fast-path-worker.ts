@@ -14,7 +14,7 @@ import { executeHere } from '../exec/sgio-executor.js';
 import { multipathMapOf } from '../mpath/detect.js';
 import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
 import { MessageReceiver, bytesAvailable } from '../sys/socket.js';
-import { SgIoArea, runSgIoHere } from '../sys/sgio.js';
+import { SgIoArea, runSgIoHere, type SgIoCommand, type SgIoResult } from '../sys/sgio.js';
 import { closeFd, nameThisThread, threadId } from '../sys/fd.js';
 import { SGIO_THREAD_NAME } from '../sys/sgio-control.js';
 import { errorMessage } from '../util/error-message.js';
@@ -37,7 +37,7 @@ const receiver = new MessageReceiver(PR_HELPER_DATA_SIZE);
 const area = new SgIoArea();
 /** runSgIoHere's own in-ioctl flag: this worker marks the whole serve in ENTERED instead. */
 const inIoctl = new Int32Array(1);
-const runHere = (fd: number, command: Parameters<typeof runSgIoHere>[2]) => runSgIoHere(area, fd, command, inIoctl, 0);
+const runHere = (fd: number, command: SgIoCommand): SgIoResult => runSgIoHere(area, fd, command, inIoctl, 0);
 
 function post(message: WorkerMessage): void {
   parentPort?.postMessage(message);

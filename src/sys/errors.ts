@@ -70,13 +70,6 @@ export class SyscallError extends Error {
   }
 }
 
-/** strerror(3) text for a failed Node fs call (its `code`), as the reference prints it. */
-export function strerrorOf(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code ?? '';
-  const errno = (constants.errno as Record<string, number | undefined>)[code];
-  return errno === undefined ? String(error) : describeErrno(errno);
-}
-
 /**
  * strerror(3) text for a failed call: a SyscallError's, or that of a Node error carrying
  * its (negative) errno; any other error's message.

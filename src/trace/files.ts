@@ -3,7 +3,7 @@
  * file= log, opened as root before the socket.
  */
 import { openSync, readFileSync } from 'node:fs';
-import { strerrorOf } from '../sys/errors.js';
+import { errnoText } from '../sys/errors.js';
 import { expandLogfileTemplate, type EventsFileRead } from './options.js';
 
 /** A -T events= file, or strerror(3) text for why it cannot be read. */
@@ -13,7 +13,7 @@ export function readTraceFile(path: string): EventsFileRead {
   } catch (error) {
     // QEMU's fopen accepts a directory and its first fgets fails: no events, no error.
     if ((error as NodeJS.ErrnoException).code === 'EISDIR') return { kind: 'text', text: '' };
-    return { kind: 'error', message: strerrorOf(error) };
+    return { kind: 'error', message: errnoText(error) };
   }
 }
 
@@ -27,6 +27,6 @@ export function openTraceFile(template: string, pid: number): { fd: number } | {
   try {
     return { fd: openSync(name, 'w') };
   } catch (error) {
-    return { error: `Error opening logfile ${name}: ${strerrorOf(error)}` };
+    return { error: `Error opening logfile ${name}: ${errnoText(error)}` };
   }
 }

@@ -171,7 +171,7 @@ describe('fail closed', { skip: notRoot || noSetpriv }, () => {
       image: 'dropped', program: 'qemu-pr-helper', traceEvents: [], traceFd: null,
       handoff: {
         listenFd: 3, createdPath: socketPath, socketDev: null, socketInode: null, pidfile: null, readyFd: null,
-        uid: NOBODY, gid: NOGROUP, kept: RAWIO,
+        janitorFd: null, janitorAnswerFd: null, socketStaging: null, uid: NOBODY, gid: NOGROUP, kept: RAWIO,
       },
     });
     const r = await refusal({

@@ -18,6 +18,7 @@ const RAWIO = maskOf([CAP_SYS_RAWIO]);
 
 const handoff: Handoff = {
   listenFd: 18, createdPath: '/run/qemu-pr-helper.sock', socketDev: 64768, socketInode: 123456, readyFd: null,
+  janitorFd: null, janitorAnswerFd: null, socketStaging: null,
   pidfile: { fd: 19, path: '/run/qemu-pr-helper.pid', dev: 64768, inode: 99 }, uid: 65534, gid: 4294967294, kept: RAWIO,
 };
 const dropped: DroppedEnvelope = {
@@ -54,6 +55,7 @@ describe('hand-off envelope', () => {
     assert.deepEqual(decode(encodeEnvelope({ ...dropped, handoff: withJanitor })), { ...dropped, handoff: withJanitor });
     // The optional fields and the trace fd may be absent as well as null.
     assert.deepEqual(decode(patched(dropped, { traceFd: undefined })), { ...dropped, traceFd: null });
+    assert.deepEqual(decode(patched(dropped, { janitorFd: undefined, janitorAnswerFd: undefined, socketStaging: undefined }, true)), dropped);
   });
 
   test('the error is named, and names the variable', () => {
