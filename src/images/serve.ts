@@ -104,6 +104,7 @@ function serveWith(
   const executor = new MultipathExecutor(plain, pool, multipathOpener(multipath, log, uid, kept), {
     // Per-request errors share the default level's limits (src/log/limiter.ts).
     noisy: options.noisy ? 1 : 0, verbose: options.verbosity, timeoutMs: options.ioTimeoutMs, log: (m) => requestLog.error(m),
+    warn: (m) => requestLog.warning(m),
   });
   const access = options.allowUids === null && options.allowGids === null ? null
     : { uids: new Set(options.allowUids ?? []), gids: new Set(options.allowGids ?? []) };

@@ -200,6 +200,20 @@ export class RequestLog implements ServerObserver {
     });
   }
 
+  /**
+   * A per-event warning from outside the event stream (a correction made on a guest's
+   * behalf), limited like error().
+   */
+  warning(text: string): void {
+    this.#limited({
+      kind: `warning ${reasonKind(text)}`,
+      line: { level: 'warning', text },
+      summary: (count, example) => ({
+        level: 'warning', text: `${count} more warning(s) like this in the last ${seconds(this.#limits)}, e.g. ${example.text}`,
+      }),
+    });
+  }
+
   /** At -v and above every event has its line; below, per-connection lines are limited. */
   #limited(event: LimitedEvent<LogLine>): void {
     if (this.#log.verbosity >= 2) {

@@ -28,6 +28,9 @@ import { PR_HELPER_CLEANUP } from '../protocol/constants.js';
 import type { PrRequest } from '../protocol/session.js';
 import { multipathMapOf, type BlockDevice } from './detect.js';
 import type { MpathLibrary } from './library.js';
+import { MPATH_PRIN_RCAP_SA, MPATH_PR_SUCCESS } from './abi.js';
+import { formatVersion, needsPathRepair, pathRepair } from './path-repair.js';
+import type { PrOutArguments } from './types.js';
 import { refuseReadOnly, type ScsiExecutor } from '../exec/executor.js';
 import type { SgIoRunner } from '../exec/sgio-executor.js';
 
@@ -42,6 +45,8 @@ export interface MultipathOptions {
   timeoutMs: number;
   /** Logs why a multipath request failed beyond its SCSI outcome. */
   log: (message: string) => void;
+  /** Logs a correction made on the guest's behalf (path-repair.ts). */
+  warn: (message: string) => void;
 }
 
 export class MultipathExecutor implements ScsiExecutor {
@@ -138,8 +143,30 @@ export class MultipathExecutor implements ScsiExecutor {
       return parsed.outcome;
     }
     const { sa, scope, type, descriptor } = parsed;
-    const code = await library.reserveOut(fd, { sa, scope, type, descriptor }, this.#options.noisy, this.#options.verbose);
+    const call = { sa, scope, type, descriptor };
+    const code = await library.reserveOut(fd, call, this.#options.noisy, this.#options.verbose);
+    if (code === MPATH_PR_SUCCESS && needsPathRepair(library.version, call)) await this.#repairPaths(library, device, fd, call);
     return this.#answer(fd, code);
+  }
+
+  /**
+   * After a PREEMPT with the caller's own key, an older library leaves the map's other
+   * paths unregistered (path-repair.ts): register them again. The PREEMPT's answer stays
+   * what it was; whether the repair worked is logged.
+   */
+  async #repairPaths(library: MpathLibrary, device: BlockDevice, fd: number, call: PrOutArguments): Promise<void> {
+    const { noisy, verbose } = this.#options;
+    const what = `PREEMPT with its own key on multipath device ${device.major}:${device.minor}: `
+      + `libmpathpersist ${formatVersion(library.version)} (before 0.14) leaves the map's other paths unregistered`;
+    const { code, response } = await library.reserveIn(fd, MPATH_PRIN_RCAP_SA, noisy, verbose);
+    if (code !== MPATH_PR_SUCCESS || response?.kind !== 'capabilities') {
+      this.#options.warn(`warning: ${what}; not registered again: REPORT CAPABILITIES failed (library code ${code})`);
+      return;
+    }
+    const repaired = await library.reserveOut(fd, pathRepair(call, response), noisy, verbose);
+    this.#options.warn(repaired === MPATH_PR_SUCCESS
+      ? `warning: ${what}; registered every path again (REGISTER AND IGNORE EXISTING KEY, same key)`
+      : `warning: ${what}; registering them again failed (library code ${repaired})`);
   }
 
   /**

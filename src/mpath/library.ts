@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MPATH_PRIN_RCAP_SA } from './abi.js';
 import type { MpathReply, MpathRequest, PrOutArguments, PrinResponse } from './types.js';
+import type { MultipathToolsVersion } from './path-repair.js';
 
 /**
  * `struct prin_resp` as the library left it for READ KEYS, READ RESERVATION or REPORT
@@ -98,6 +99,12 @@ export function probeMultipathd(cmdPath: string, timeoutMs = PROBE_TIMEOUT_MS): 
   });
 }
 
+function asVersion(value: unknown): MultipathToolsVersion | null {
+  if (!Array.isArray(value) || value.length !== 3) return null;
+  const [a, b, c] = value as unknown[];
+  return typeof a === 'number' && typeof b === 'number' && typeof c === 'number' ? [a, b, c] : null;
+}
+
 const PROBE_URL = new URL('./probe-main.js', import.meta.url);
 const WORKER_URL = new URL('./thread-main.js', import.meta.url);
 
@@ -107,9 +114,12 @@ export class MpathLibrary {
   readonly #worker: Worker;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  /** The multipath-tools release of the loaded library, or null when it cannot tell. */
+  readonly version: MultipathToolsVersion | null;
 
-  private constructor(worker: Worker) {
+  private constructor(worker: Worker, version: MultipathToolsVersion | null) {
     this.#worker = worker;
+    this.version = version;
     worker.on('message', (message: { type: string; reply?: MpathReply }) => {
       if (message.type !== 'reply' || !message.reply) return;
       const done = this.#pending.get(message.reply.id);
@@ -133,11 +143,11 @@ export class MpathLibrary {
       const onExit = (): void => reject(new Error('the multipath thread exited during start-up'));
       worker.once('exit', onExit);
       worker.once('error', (error) => reject(error));
-      worker.once('message', (message: { type: string; message?: string }) => {
+      worker.once('message', (message: { type: string; message?: string; version?: unknown }) => {
         worker.off('exit', onExit);
         if (message.type === 'ready') {
           worker.unref();
-          resolve(new MpathLibrary(worker));
+          resolve(new MpathLibrary(worker, asVersion(message.version)));
         } else {
           reject(new Error(message.message ?? 'initialisation failed'));
           void worker.terminate();

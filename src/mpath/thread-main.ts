@@ -32,7 +32,7 @@ try {
   parentPort?.postMessage({ type: 'failed', message: errorMessage(error) });
   process.exit(0);
 }
-parentPort?.postMessage({ type: 'ready' });
+parentPort?.postMessage({ type: 'ready', version: lib.multipathToolsVersion() });
 
 /**
  * READ FULL STATUS: the library stores descriptor copies and a pointer array far past

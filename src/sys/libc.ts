@@ -198,7 +198,15 @@ export interface MpathPersistLib {
    * a time stamp, 0 stderr with one. False when the symbol is not found.
    */
   setLogSink(value: number): boolean;
+  /**
+   * The multipath-tools release (libmultipath's libmp_get_version(MULTIPATH_VERSION, v)),
+   * or null when the call is not found or fails.
+   */
+  multipathToolsVersion(): [number, number, number] | null;
 }
+
+/** libmultipath's `enum { DM_LIBRARY_VERSION, DM_KERNEL_VERSION, DM_MPATH_TARGET_VERSION, MULTIPATH_VERSION }`. */
+const MULTIPATH_VERSION = 3;
 
 export function loadMpathPersist(path: string): MpathPersistLib {
   const mpath: any = koffi.load(path);
@@ -231,6 +239,23 @@ export function loadMpathPersist(path: string): MpathPersistLib {
         }
       }
       return false;
+    },
+    multipathToolsVersion() {
+      try {
+        // libmpathpersist's own dependency: the same file, already mapped.
+        const multipath: any = koffi.load(`${path.slice(0, path.lastIndexOf('/') + 1)}libmultipath.so.0`);
+        const getVersion = multipath.func('int libmp_get_version(int which, uintptr_t version)');
+        const out = allocNative(12);
+        try {
+          if ((getVersion(MULTIPATH_VERSION, out.address) as number) !== 0) return null;
+          const view = new DataView(out.view);
+          return [view.getUint32(0, true), view.getUint32(4, true), view.getUint32(8, true)];
+        } finally {
+          freeNative(out);
+        }
+      } catch {
+        return null;
+      }
     },
   };
 }

@@ -20,6 +20,8 @@ export interface MpathPersist {
    * a time stamp, 0 stderr with one. False when the symbol is not found.
    */
   setLogSink(value: number): boolean;
+  /** The multipath-tools release the library comes from ([0, 14, 3]), or null when it cannot tell. */
+  multipathToolsVersion(): [number, number, number] | null;
   /** mpath_persistent_reserve_in into a zeroed `struct prin_resp`: the return code and a copy of the structure. */
   reserveIn(fd: number, sa: number, noisy: number, verbose: number): { code: number; response: Uint8Array };
   /**
@@ -46,6 +48,7 @@ export function openMpathPersist(path: string): MpathPersist {
     init: () => lib.init(),
     setAllocationLength: (value) => lib.setAllocationLength(value),
     setLogSink: (value) => lib.setLogSink(value),
+    multipathToolsVersion: () => lib.multipathToolsVersion(),
     reserveIn(fd, sa, noisy, verbose) {
       new Uint8Array(resp.view).fill(0);
       const code = lib.reserveIn(fd, sa, resp.address, noisy, verbose);

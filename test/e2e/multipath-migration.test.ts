@@ -16,14 +16,19 @@
  *
  * Versions: Debian 12's system library (/lib/libmpathpersist.so.0, 0.9.4) and the prebuilt
  * 0.11.1 and 0.14.3 under /opt (the shared test tools); a missing one is skipped, saying so.
- * The result is printed as one table line per version ("MPATH-MIGRATION ..."); the test
- * asserts the invariants that hold for every version (the commands succeed, the source's
- * registration is gone, the reservation is held by a nexus of the map with K and WE-RO)
- * and reports, without asserting, whether the second path is registered. Then, from that
- * state, two corner cases libmpathpersist reworked in 0.13/0.14, printed ("MPATH-CORNER"),
- * not asserted: REGISTER AND IGNORE EXISTING KEY to K2 while holding, and unregister
- * (REGISTER K2 -> 0) while holding. (RESERVE while a failed path holds the reservation is
- * not measured here.)
+ * The result is printed as one table line per version ("MPATH-MIGRATION ..."). Before
+ * multipath-tools 0.14 the library leaves the map's second path unregistered after the
+ * self-PREEMPT (measured: 0.9.4 and 0.11.1 1/2 paths, 0.14.3 2/2); the helper then registers
+ * every path again (src/mpath/path-repair.ts) and says so in a warning. The test asserts,
+ * for every version: both commands succeed, the source's registration is gone, a nexus of
+ * the map holds the reservation with K and WE-RO, BOTH paths are registered with K, and the
+ * warning is logged exactly for the versions before 0.14. Then, from that state, two corner
+ * cases libmpathpersist reworked in 0.13/0.14, printed ("MPATH-CORNER"), not asserted:
+ * REGISTER AND IGNORE EXISTING KEY to K2 while holding, and unregister (REGISTER K2 -> 0)
+ * while holding. Last, RESERVE while a failed path holds the reservation ("MPATH-FAILED-
+ * HOLDER"): K registered on both paths and WE-RO reserved through the map, the holding
+ * path set offline until multipathd marks it failed, then RESERVE(K, WE-RO) again through
+ * the map; printed, not asserted beyond "answered".
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,13 +39,14 @@ import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, resetDisk, log, stopLogged } from './lib/env.js';
 import { DeviceFd, PR_OUT, PR_TYPE, STATUS, senseTriple } from './lib/pr.js';
 import { sgPersist, sgReadFullStatus } from './lib/sgpersist.js';
-import { MultipathMap, PatientPrOps, mpathdKey, multipathd } from './lib/multipath.js';
+import { MultipathMap, PatientPrOps, mpathdKey, mpathdPathStates, multipathd, setPathState, waitFor } from './lib/multipath.js';
 
 const VERSIONS = [
-  { name: '0.9.4 (Debian 12)', library: '/lib/libmpathpersist.so.0', sbin: null },
-  { name: '0.11.1', library: '/opt/mpt-0.11.1/lib64/libmpathpersist.so.0', sbin: '/opt/mpt-0.11.1/sbin' },
-  { name: '0.14.3', library: '/opt/mpt-0.14.3/lib64/libmpathpersist.so.0', sbin: '/opt/mpt-0.14.3/sbin' },
+  { name: '0.9.4 (Debian 12)', library: '/lib/libmpathpersist.so.0', sbin: null, repairs: true },
+  { name: '0.11.1', library: '/opt/mpt-0.11.1/lib64/libmpathpersist.so.0', sbin: '/opt/mpt-0.11.1/sbin', repairs: true },
+  { name: '0.14.3', library: '/opt/mpt-0.14.3/lib64/libmpathpersist.so.0', sbin: '/opt/mpt-0.14.3/sbin', repairs: false },
 ];
+const REPAIR_WARNING = /leaves the map's other paths unregistered; registered every path again/;
 const KEY = 0x51a7en;
 const KEY2 = 0x51a7fn;
 const ALIAS = 'prh-e2e-migmp';
@@ -77,6 +83,7 @@ function fullStatusText(dev: string): string {
 describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-RO)) on a map, per libmpathpersist version', { skip }, () => {
   const rows: string[] = [];
   const corner: string[] = [];
+  const failedHolder: string[] = [];
   const savedPath = process.env['PATH'] ?? '';
 
   before(() => {
@@ -89,12 +96,14 @@ describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-
     for (const r of rows) log(`MPATH-MIGRATION | ${r}`);
     log('MPATH-CORNER | library | REGISTER AND IGNORE to K2 while holding: status; sda sdb (* = holder) reservation multipathd key | unregister while holding: status; same');
     for (const r of corner) log(`MPATH-CORNER | ${r}`);
+    log('MPATH-FAILED-HOLDER | library | holder before | RESERVE(K, WE-RO) through the map with the holder failed: status | sda sdb (* = holder) reservation multipathd key after');
+    for (const r of failedHolder) log(`MPATH-FAILED-HOLDER | ${r}`);
   });
 
   for (const v of VERSIONS) {
     const why = !existsSync(v.library) ? `${v.library} is missing` : v.sbin !== null && !existsSync(`${v.sbin}/multipathd`) ? `${v.sbin}/multipathd is missing` : false;
     if (why) log(`multipath migration, libmpathpersist ${v.name}: skipped: ${why}`);
-    test(`libmpathpersist ${v.name}: the destination map after REGISTER + PREEMPT(K, K, WE-RO) through our helper`, { skip: why, timeout: 240_000 }, async () => {
+    test(`libmpathpersist ${v.name}: the destination map after REGISTER + PREEMPT(K, K, WE-RO) through our helper`, { skip: why, timeout: 360_000 }, async () => {
       const sdc = E2E.iscsi?.disk ?? '';
       const [initA, initB] = [E2E.initiators[0] ?? 0n, E2E.initiators[1] ?? 0n];
       process.env['PATH'] = v.sbin === null ? savedPath : `${v.sbin}:${savedPath}`;
@@ -139,6 +148,10 @@ describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-
         assert.equal(holder?.key, KEY);
         assert.equal(holder?.type, PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY);
         log(`${v.name}: paths of the map registered with ${hex(KEY)}: ${registered.length}/2; multipathd getprkey ${prkey}, getprstatus ${prstatus}`);
+        const warned = REPAIR_WARNING.test(helper.stderr());
+        log(`${v.name}: the helper's repair warning: ${warned ? helper.stderr().split('\n').find((l) => REPAIR_WARNING.test(l)) : 'none'}`);
+        assert.deepEqual(registered, [E2E.disks[0], E2E.disks[1]], 'every path of the map registered with K');
+        assert.equal(warned, v.repairs, v.repairs ? 'the helper says it registered the paths again' : 'no repair with a library that keeps the paths');
 
         // corner cases libmpathpersist reworked in 0.13/0.14, from this state (the map holds
         // WE-RO with KEY): REGISTER AND IGNORE EXISTING KEY to KEY2 while holding, then
@@ -160,6 +173,36 @@ describe('multipath: QEMU 11 migration sequence (REGISTER, PREEMPT(key, key, WE-
         const afterUnreg = state();
         log(`${v.name}: unregister (${hex(KEY2)} -> 0) while holding: status 0x${unreg.status.toString(16)} ${triple(unreg)}; ${afterUnreg}`);
         corner.push(`${v.name} | 0x${rai.status.toString(16)}${rai.status === 0 ? '' : ` ${triple(rai)}`}: ${afterRai} | 0x${unreg.status.toString(16)}${unreg.status === 0 ? '' : ` ${triple(unreg)}`}: ${afterUnreg}`);
+
+        // RESERVE while a failed path holds the reservation: K on both paths, WE-RO through
+        // the map, the holding path offline until multipathd has marked it failed, then
+        // RESERVE(K, WE-RO) through the map again. Measured, printed, not asserted.
+        const regAgain = await pr.out(mp, PR_OUT.REGISTER, prOutParams({ key: 0n, saKey: KEY }));
+        const res = await pr.out(mp, PR_OUT.RESERVE, prOutParams({ key: KEY }), { type: PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY });
+        const held = sgReadFullStatus(sdc).entries.find((e) => e.holder);
+        const holdingDisk = (held?.sasAddress === initA ? E2E.disks[0] : held?.sasAddress === initB ? E2E.disks[1] : null) ?? null;
+        log(`${v.name}: REGISTER 0x${regAgain.status.toString(16)}, RESERVE 0x${res.status.toString(16)}; ${state()}; holder ${holdingDisk ?? 'none'}`);
+        if (holdingDisk === null) {
+          failedHolder.push(`${v.name} | none (REGISTER 0x${regAgain.status.toString(16)}, RESERVE 0x${res.status.toString(16)}) | not measured | ${state()}`);
+        } else {
+          const name = holdingDisk.replace('/dev/', '');
+          const before = state();
+          setPathState(holdingDisk, 'offline');
+          try {
+            const ms = await waitFor(`multipathd to mark ${name} failed (${map.daemonLog(5)})`,
+              () => mpathdPathStates()[name]?.startsWith('failed') === true, 60_000);
+            log(`${v.name}: ${name} offline; multipathd marked it failed after ${ms.toFixed(0)} ms`);
+            const again = await pr.out(mp, PR_OUT.RESERVE, prOutParams({ key: KEY }), { type: PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY });
+            // the offline path's registration is read through the nexus that is up (sdc)
+            const after = state();
+            log(`${v.name}: RESERVE with the holder ${name} failed: status 0x${again.status.toString(16)} ${triple(again)}; ${after}`);
+            failedHolder.push(`${v.name} | ${name}: ${before} | 0x${again.status.toString(16)}${again.status === 0 ? '' : ` ${triple(again)}`} | ${after}`);
+            assert.ok(([STATUS.GOOD, STATUS.CHECK_CONDITION, STATUS.RESERVATION_CONFLICT] as number[]).includes(again.status), 'RESERVE answered');
+          } finally {
+            setPathState(holdingDisk, 'running');
+          }
+          await waitFor(`multipathd to reinstate ${name} (${map.daemonLog(5)})`, () => map.allPathsActive(), 60_000);
+        }
       } finally {
         mp?.close();
         client?.close();

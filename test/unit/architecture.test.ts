@@ -32,7 +32,7 @@ test('src/protocol and src/scsi import no I/O, no koffi and no sys layer', () =>
 });
 
 /** The multipath modules without I/O: the library's ABI and types, and the SCSI translation both ways. */
-const PURE_MPATH = ['src/mpath/abi.ts', 'src/mpath/types.ts', 'src/mpath/translation.ts', 'src/mpath/full-status.ts'];
+const PURE_MPATH = ['src/mpath/abi.ts', 'src/mpath/types.ts', 'src/mpath/translation.ts', 'src/mpath/full-status.ts', 'src/mpath/path-repair.ts'];
 
 test('the pure multipath modules import no I/O, no koffi, no sys, server or exec layer, and no impure multipath module', () => {
   assert.deepEqual(PURE_MPATH.filter((rel) => !files.some((f) => f.rel === rel)), [], 'every pure multipath module exists');
