@@ -124,6 +124,18 @@ test('error(): lines from outside the event stream share the limits', () => {
   ]);
 });
 
+test('warning(): limited like error(), printed at the warning priority under journald', () => {
+  const { log, clock, lines } = setup();
+  const text = "warning: PREEMPT with its own key on multipath device 254:0: libmpathpersist 0.9.4 (before 0.14) leaves the map's other paths unregistered";
+  for (let i = 0; i < 5; i++) log.warning(text);
+  clock.advance(10_000);
+  assert.deepEqual(lines, [`prh: ${text}`, `prh: ${text}`, `prh: 3 more warning(s) like this in the last 10 s, e.g. ${text}`]);
+  const journal: string[] = [];
+  const j = new RequestLog(new Logger('prh', 1, { write: (t) => journal.push(t.trimEnd()) }, true), { showKeys: false, limits: LIMITS }, new FakeClock());
+  j.warning(text);
+  assert.deepEqual(journal, [`<4>${text}`]);
+});
+
 describe('RequestLog at -v', () => {
   test('every event keeps its line, nothing is summarised, no timer', () => {
     const { log, clock, lines } = setup(2);
