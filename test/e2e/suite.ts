@@ -18,6 +18,7 @@ import './multipath.test.js';
 import './qemu-chain.test.js';
 import './migration.test.js';
 import './multipath-migration.test.js';
+import './multipath-differential.test.js';
 import './iscsi-stall.test.js';
 
 after(stopHelpers);
