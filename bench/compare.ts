@@ -53,6 +53,8 @@ const run = (s: Section): boolean => selected.includes(s);
 const ROUNDS = Number(values.rounds);
 /** The 1-connection latency run (per VM): this many, after a tenth as many unmeasured. */
 const REQUESTS = Number(values.requests);
+/** Each steady-state run: twice as many, after a tenth as many unmeasured. */
+const STEADY_REQUESTS = REQUESTS * 2;
 const STARTUPS = Number(values.startups);
 const CONNECTIONS = numbers(values.connections);
 const BURST = numbers(values.burst);
@@ -68,7 +70,7 @@ execFileSync('cc', ['-O2', '-o', loadgen, join(REPO_ROOT, 'bench', 'loadgen.c')]
 type Side = 'C' | 'ours' | 'bare';
 const BINARY = { ours: OUR_HELPER, C: REFERENCE_HELPER } as const;
 /** Alternate the order every round so neither side always runs on a warmer machine. */
-const order = (r: number): readonly ('C' | 'ours')[] => (r % 2 === 0 ? ['C', 'ours'] : ['ours', 'C']);
+const order = (r: number): readonly ['C', 'ours'] | readonly ['ours', 'C'] => (r % 2 === 0 ? ['C', 'ours'] : ['ours', 'C']);
 
 /** Samples per metric and side, in the order the metrics were first seen; section titles between. */
 const table: ({ title: string } | { metric: string; samples: Record<Side, number[]> })[] = [];
@@ -238,7 +240,7 @@ async function pssRound(side: 'C' | 'ours'): Promise<void> {
 }
 
 async function perVm(): Promise<void> {
-  title('per VM: one connection, one request at a time');
+  title(`per VM: one connection, one request at a time (latency: ${REQUESTS} requests after ${Math.floor(REQUESTS / 10)} unmeasured)`);
   rows(M.startup, M.firstAnswer, M.secondAnswer, M.rss, M.rssPlain, M.pss, M.threads);
   const devNull = openSync('/dev/null', 'r');
   try {
@@ -250,7 +252,6 @@ async function perVm(): Promise<void> {
     await stop(warm);
     for (let r = 0; r < ROUNDS; r++) {
       const [first, second] = order(r);
-      if (first === undefined || second === undefined) throw new Error('order');
       await perVmRound(first, devNull);
       // The bare Node between the two, so it sits in the middle of either order.
       add(M.startup, 'bare', await bareStartupMs());
@@ -269,8 +270,10 @@ async function perVm(): Promise<void> {
       }
     }
     for (let r = 0; r < ROUNDS; r++) {
-      for (const side of order(r)) await pssRound(side);
+      const [first, second] = order(r);
+      await pssRound(first);
       for (const v of await bareIdle([SEMI], HELPERS, pssMb)) add(M.pss, 'bare', v);
+      await pssRound(second);
       process.stderr.write(`PSS round ${r + 1}/${ROUNDS} done\n`);
     }
   } finally {
@@ -284,8 +287,7 @@ async function steadyRound(side: 'C' | 'ours'): Promise<void> {
   try {
     add('RSS idle (MB)', side, rssMb(h.pid));
     for (const n of CONNECTIONS) {
-      const requests = REQUESTS * 2;
-      const r = load(h.pid, h.socketPath, n, requests, Math.floor(requests / 10));
+      const r = load(h.pid, h.socketPath, n, STEADY_REQUESTS, Math.floor(STEADY_REQUESTS / 10));
       const tag = n === 1 ? '1 conn' : `${n} conns`;
       add(`req/s, ${tag}`, side, r.rps);
       add(`p50 µs, ${tag}`, side, r.p50_us);
@@ -300,7 +302,7 @@ async function steadyRound(side: 'C' | 'ours'): Promise<void> {
 }
 
 async function steady(): Promise<void> {
-  title(`steady state: ${REQUESTS * 2} requests after ${REQUESTS / 5} unmeasured`);
+  title(`steady state: one helper, ${STEADY_REQUESTS} requests per connection count after ${Math.floor(STEADY_REQUESTS / 10)} unmeasured`);
   for (let r = 0; r < ROUNDS; r++) {
     for (const side of order(r)) await steadyRound(side);
     process.stderr.write(`steady round ${r + 1}/${ROUNDS} done\n`);
