@@ -17,7 +17,7 @@
  *          --helpers N --startups N]
  * Needs a C compiler (cc) for the load generator, /usr/bin/qemu-pr-helper, and root.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -156,7 +156,7 @@ const BARE_IDLE = "process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 
  * `measure`d SETTLE_MS after it said ready, then killed.
  */
 async function bareIdle<T>(flags: string[], count: number, measure: (pid: number) => T): Promise<T[]> {
-  const children = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof spawn>>((resolve, reject) => {
+  const children = await Promise.all(Array.from({ length: count }, () => new Promise<ChildProcess>((resolve, reject) => {
     const c = spawn(process.execPath, [...flags, '-e', BARE_IDLE], { stdio: ['ignore', 'pipe', 'inherit'] });
     c.stdout?.once('data', () => resolve(c));
     c.on('error', reject);
@@ -199,12 +199,13 @@ async function perVmRound(side: 'C' | 'ours', devNull: number): Promise<void> {
     h.client.send(READ_KEYS, [devNull]);
     h.client.readResponseBlocking();
     add(M.firstAnswer, side, Number(process.hrtime.bigint() - h.readyAt) / 1e6);
-    // The same client, warm: what the first answer's figure includes of the client itself.
+    // The same client, warm: a bound on what the client itself adds to the first answer.
     const sent = process.hrtime.bigint();
     h.client.send(READ_KEYS, [devNull]);
     h.client.readResponseBlocking();
     add(M.secondAnswer, side, Number(process.hrtime.bigint() - sent) / 1e6);
     h.client.close();
+    // A second connection, as QEMU reconnects; held open while RSS and threads are read.
     const held = await loadHeld(h.socketPath, 1, PERVM_REQUESTS);
     await sleep(SETTLE_MS);
     add(M.rss, side, rssMb(h.pid));
