@@ -205,7 +205,8 @@ async function perVmRound(side: 'C' | 'ours', devNull: number): Promise<void> {
     h.client.readResponseBlocking();
     add(M.secondAnswer, side, Number(process.hrtime.bigint() - sent) / 1e6);
     h.client.close();
-    // A second connection, as QEMU reconnects; held open while RSS and threads are read.
+    // The load on a connection of its own, held open (as a VM holds its one) while RSS and
+    // threads are read.
     const held = await loadHeld(h.socketPath, 1, PERVM_REQUESTS);
     await sleep(SETTLE_MS);
     add(M.rss, side, rssMb(h.pid));
