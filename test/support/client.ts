@@ -4,6 +4,7 @@
  * test wants, so that framing edge cases can be driven at will.
  */
 import { closeFd } from '../../src/sys/fd.js';
+import { EpollWaiter, OneShotEpoll } from '../../src/sys/epoll.js';
 import { FdWatcher } from '../../src/sys/poll.js';
 import { MessageReceiver, connectUnix, sendWithFds, unixStreamSocket } from '../../src/sys/socket.js';
 import { HEADER_SIZE, decodeHeader, type Response } from './builders.js';
@@ -120,6 +121,35 @@ export class PrClient {
   async readResponse(timeoutMs = 5000): Promise<Response> {
     const header = decodeHeader(await this.read(HEADER_SIZE, timeoutMs));
     const data = header.size > 0 ? await this.read(header.size, timeoutMs) : new Uint8Array(0);
+    return { ...header, data };
+  }
+
+  /**
+   * readResponse without the event loop: blocks this thread in epoll_wait (it sleeps, no
+   * spin) until a whole response has arrived. For timing one answer: waking through the
+   * event loop adds about 0.3 ms.
+   */
+  readResponseBlocking(timeoutMs = 5000): Response {
+    const deadline = Date.now() + timeoutMs;
+    const complete = (): boolean => this.#buffered.length >= HEADER_SIZE
+      && this.#buffered.length >= HEADER_SIZE + decodeHeader(this.#buffered.subarray(0, HEADER_SIZE)).size;
+    const epoll = new OneShotEpoll();
+    try {
+      const waiter = new EpollWaiter(epoll.fd, 1);
+      this.#pump();
+      while (!complete()) {
+        if (this.#eof) throw new ConnectionClosed('reading a response');
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms while reading a response`);
+        epoll.arm(this.fd, 0);
+        if (waiter.wait(left) > 0) this.#pump();
+      }
+    } finally {
+      epoll.close();
+    }
+    const header = decodeHeader(this.#buffered.subarray(0, HEADER_SIZE));
+    const data = this.#buffered.slice(HEADER_SIZE, HEADER_SIZE + header.size);
+    this.#buffered = this.#buffered.slice(HEADER_SIZE + header.size);
     return { ...header, data };
   }
 

@@ -205,11 +205,19 @@ export function spawnHelper(opts: StartOptions = {}): Helper {
   };
 }
 
+/** A ready helper with the connection that completed the first handshake still open. */
+export interface ConnectedHelper extends ReadyHelper {
+  /** The client of the first handshake: the caller closes it. */
+  client: PrClient;
+  /** process.hrtime.bigint() when that handshake's feature word arrived. */
+  readyAt: bigint;
+}
+
 /**
- * Spawns a helper and waits until its socket accepts and answers the handshake (attempts
- * every `everyMs`, else backing off; see connectWhenReady).
+ * startHelper, keeping the first connection open (the benchmark times the first answer
+ * on it).
  */
-export async function startHelper(opts: StartOptions = {}, everyMs?: number): Promise<ReadyHelper> {
+export async function startHelperConnected(opts: StartOptions = {}, everyMs?: number): Promise<ConnectedHelper> {
   const helper = spawnHelper(opts);
   const ready = await connectWhenReady(helper.socketPath, {
     gone: () => helper.exitedAt !== null, timeoutMs: opts.timeoutMs ?? 15_000, everyMs,
@@ -219,8 +227,17 @@ export async function startHelper(opts: StartOptions = {}, everyMs?: number): Pr
     helper.cleanup();
     throw new Error(`Helper ${why}: ${helper.stderr()}`);
   }
-  ready.client.close();
-  return Object.assign(helper, { startupMs: Number(ready.at - helper.spawnedAt) / 1e6 });
+  return Object.assign(helper, { startupMs: Number(ready.at - helper.spawnedAt) / 1e6, client: ready.client, readyAt: ready.at });
+}
+
+/**
+ * Spawns a helper and waits until its socket accepts and answers the handshake (attempts
+ * every `everyMs`, else backing off; see connectWhenReady).
+ */
+export async function startHelper(opts: StartOptions = {}, everyMs?: number): Promise<ReadyHelper> {
+  const helper = await startHelperConnected(opts, everyMs);
+  helper.client.close();
+  return helper;
 }
 
 /** What `p` resolves to, or 'timeout' after `ms`, whichever comes first (leaving no timer behind). */

@@ -1,5 +1,5 @@
 /** Numbers about a running process, read from /proc: for the tests and the benchmarks. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** A numeric field of /proc/PID/status (`Threads`, `VmRSS` in kB, ...); 0 when absent. */
 export function statusNumber(pid: number, field: string): number {
@@ -14,6 +14,20 @@ export function threadCount(pid: number): number {
 /** Resident set size in MB (threads share it). */
 export function rssMb(pid: number): number {
   return statusNumber(pid, 'VmRSS') / 1024;
+}
+
+/**
+ * Proportional set size in MB (/proc/PID/smaps_rollup `Pss:`): each page shared with N
+ * processes counts 1/N, so helpers sharing the Node binary are not charged for it in full.
+ */
+export function pssMb(pid: number): number {
+  const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  return Number(m?.[1] ?? 0) / 1024;
+}
+
+/** Threads as entries of /proc/PID/task (the same count as status `Threads`). */
+export function taskCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).length;
 }
 
 /** CPU time of the whole process, utime + stime, in clock ticks (USER_HZ: 100 on Linux). */
