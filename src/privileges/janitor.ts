@@ -10,9 +10,9 @@
  * a signal gets the orderly exit, and exits. EOF first (the helper is gone): it removes the
  * socket and the pid file if they are still the ones we created (same device and inode).
  */
-import { spawnSync } from 'node:child_process';
 import { closeFd, createPipe, setCloseOnExec } from '../sys/fd.js';
 import type { FileIdentity } from '../sys/staging.js';
+import { childProcess } from '../util/builtins.js';
 
 export const JANITOR_READY = 'ready\n';
 
@@ -62,7 +62,7 @@ export function startJanitor(socket: JanitorSocket | null, pidfile: JanitorFile 
   for (const fd of inherited) setCloseOnExec(fd);
   const [readEnd, writeEnd] = createPipe();
   const [answerRead, answerWrite] = createPipe();
-  const result = spawnSync('/bin/sh', ['-c', SCRIPT, 'qemu-pr-helper-janitor', ...args], {
+  const result = childProcess().spawnSync('/bin/sh', ['-c', SCRIPT, 'qemu-pr-helper-janitor', ...args], {
     stdio: ['ignore', 'ignore', 'ignore', readEnd, answerWrite],
   });
   closeFd(readEnd);
