@@ -3,11 +3,12 @@
  * spawn → exit of a bare `node -e 0` (the floor any Node program pays) and, when installed,
  * QEMU's C helper, interleaved in one run so that all three see the same machine.
  *
- * usage: npm run bench:startup [-- --runs N --helper PATH --node PATH --no-c]
+ * usage: npm run bench:startup [-- --runs N --helper PATH --baseline PATH --node PATH --no-c]
  * Prints each one's median, quartiles and minimum, and ours / bare node.
  * Run as root: that is the start libvirt makes, with the privilege drop's re-exec.
  * --node: the Node to compare with (default: the one `command -v node` finds, as the
- * helper's launcher does); --helper: another build's bin/qemu-pr-helper.
+ * helper's launcher does); --helper: another build's bin/qemu-pr-helper; --baseline:
+ * one more build's, timed in the same rounds (e.g. the build before a change).
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '15' },
     helper: { type: 'string', default: OUR_HELPER },
     node: { type: 'string' },
+    baseline: { type: 'string' },
     'no-c': { type: 'boolean', default: false },
   },
 });
@@ -47,10 +49,14 @@ async function helper(binary: string): Promise<number> {
 
 async function main(): Promise<void> {
   const withC = !values['no-c'] && existsSync(REFERENCE_HELPER);
-  const samples: Record<string, number[]> = { 'node -e 0': [], ours: [], ...(withC ? { C: [] } : {}) };
+  const baseline = values.baseline;
+  const samples: Record<string, number[]> = {
+    'node -e 0': [], ours: [], ...(baseline === undefined ? {} : { baseline: [] }), ...(withC ? { C: [] } : {}),
+  };
   const runners: Record<string, () => Promise<number>> = {
     'node -e 0': bareNode,
     ours: () => helper(values.helper),
+    baseline: () => helper(baseline ?? values.helper),
     C: () => helper(REFERENCE_HELPER),
   };
   // One warm-up of each (page cache), not counted.
@@ -71,6 +77,7 @@ async function main(): Promise<void> {
   }
   const bare = median(samples['node -e 0'] ?? []);
   console.log(`ours / node -e 0: ${(median(samples['ours'] ?? []) / bare).toFixed(2)} (target <= 1.3)`);
+  if (baseline !== undefined) console.log(`baseline / node -e 0: ${(median(samples['baseline'] ?? []) / bare).toFixed(2)}`);
   if (withC) console.log(`ours / C: ${(median(samples['ours'] ?? []) / median(samples['C'] ?? [])).toFixed(1)}`);
 }
 
