@@ -15,7 +15,7 @@
  * (src/daemon/handoff.ts).
  */
 // First: replaces Node's SIGUSR1 inspector trigger before any other module is evaluated.
-import '../privileges/no-inspector.js';
+import '../privileges/no-inspector.cjs';
 import { basename } from 'node:path';
 import { env, argv, version as nodeVersion } from 'node:process';
 import { parseCommandLine } from './options.js';

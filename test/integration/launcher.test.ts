@@ -2,7 +2,7 @@
  * bin/qemu-pr-helper, the shell launcher, on its own: a stand-in `node` first in PATH
  * records the environment, arguments and descriptors the launcher hands to Node, so what
  * reaches the first image is checked without starting it (docs/security.md "Threat
- * model"); and src/cli/entry.ts, the first module Node runs: the version check the launcher
+ * model"); and src/cli/entry.cts, the first module Node runs: the version check the launcher
  * no longer makes, and the choice between the bundle and the per-module layout
  * (scripts/bundle.mjs; docs/performance.md, start-up).
  */
@@ -16,7 +16,7 @@ import {
 import { join, resolve } from 'node:path';
 import { OUR_HELPER, REPO_ROOT, tempDir } from '../support/launcher.js';
 
-const ENTRY = join(realpathSync(REPO_ROOT), 'dist', 'src', 'cli', 'entry.js');
+const ENTRY = join(realpathSync(REPO_ROOT), 'dist', 'src', 'cli', 'entry.cjs');
 
 interface Handed {
   status: number | null;
@@ -144,7 +144,7 @@ describe('bin/qemu-pr-helper hands Node a clean start', () => {
   });
 });
 
-describe('src/cli/entry.ts', () => {
+describe('src/cli/entry.cts', () => {
   test('an old Node is refused with the launcher\'s message, before any module of the helper is loaded', () => {
     const dir = tempDir('prh-entry-');
     try {
@@ -162,23 +162,27 @@ describe('src/cli/entry.ts', () => {
     }
   });
 
-  test('runs the bundle while it is at least as new as main.js, else the per-module layout', () => {
+  test('runs the bundle while it is at least as new as main.js, else the per-module layout; no-inspector first either way', () => {
     const dir = tempDir('prh-entry-bundle-');
     try {
       writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
-      copyFileSync(ENTRY, join(dir, 'entry.js'));
-      writeFileSync(join(dir, 'main.js'), "process.stdout.write('modules');\n");
-      const which = (): string => spawnSync(process.execPath, [join(dir, 'entry.js')], { encoding: 'utf8' }).stdout;
-      assert.equal(which(), 'modules', 'no bundle');
-      writeFileSync(join(dir, 'main.bundle.js'), "process.stdout.write('bundle');\n");
+      mkdirSync(join(dir, 'cli'));
+      mkdirSync(join(dir, 'privileges'));
+      const cli = (name: string): string => join(dir, 'cli', name);
+      copyFileSync(ENTRY, cli('entry.cjs'));
+      writeFileSync(join(dir, 'privileges', 'no-inspector.cjs'), "process.stdout.write('no-inspector ');\n");
+      writeFileSync(cli('main.js'), "process.stdout.write('modules');\n");
+      const which = (): string => spawnSync(process.execPath, [cli('entry.cjs')], { encoding: 'utf8' }).stdout;
+      assert.equal(which(), 'no-inspector modules', 'no bundle');
+      writeFileSync(cli('main.bundle.cjs'), "process.stdout.write('bundle');\n");
       const t = Date.now() / 1000;
-      utimesSync(join(dir, 'main.js'), t - 10, t - 10);
-      utimesSync(join(dir, 'main.bundle.js'), t, t);
-      assert.equal(which(), 'bundle', 'newer bundle');
-      utimesSync(join(dir, 'main.js'), t, t);
-      assert.equal(which(), 'bundle', 'same time (an npm tarball)');
-      utimesSync(join(dir, 'main.bundle.js'), t - 10, t - 10);
-      assert.equal(which(), 'modules', 'a tsc build since the bundle');
+      utimesSync(cli('main.js'), t - 10, t - 10);
+      utimesSync(cli('main.bundle.cjs'), t, t);
+      assert.equal(which(), 'no-inspector bundle', 'newer bundle');
+      utimesSync(cli('main.js'), t, t);
+      assert.equal(which(), 'no-inspector bundle', 'same time (an npm tarball)');
+      utimesSync(cli('main.bundle.cjs'), t - 10, t - 10);
+      assert.equal(which(), 'no-inspector modules', 'a tsc build since the bundle');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,40 +1,42 @@
 /**
- * scripts/bundle.mjs's dist/src/cli/main.bundle.js, which src/cli/entry.ts runs while it
+ * scripts/bundle.mjs's dist/src/cli/main.bundle.cjs, which src/cli/entry.cts runs while it
  * is current (`npm test` and `npm run build` make it after tsc): the bundle must keep what
  * the per-module layout guarantees.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
 import { REPO_ROOT } from '../support/launcher.js';
 
 const CLI = join(REPO_ROOT, 'dist', 'src', 'cli');
-const BUNDLE = join(CLI, 'main.bundle.js');
-const skip = existsSync(BUNDLE) ? false : 'no dist/src/cli/main.bundle.js: built with tsc alone (npm run build makes it)';
+const BUNDLE = join(CLI, 'main.bundle.cjs');
+const skip = existsSync(BUNDLE) ? false : 'no dist/src/cli/main.bundle.cjs: built with tsc alone (npm run build makes it)';
 
-test('the bundle imports only Node built-ins and no-inspector.js, which is thus evaluated before any of its code', { skip }, () => {
+test('the bundle is strict code, and requires only Node built-ins, koffi (through createRequire) and no-inspector.cjs, not inlined', { skip }, () => {
   const text = readFileSync(BUNDLE, 'utf8');
-  const imports = [...text.matchAll(/^import\b[^'"]*?['"]([^'"]+)['"]/gm)].map((m) => m[1] ?? '');
-  assert.ok(imports.length > 0);
-  const ours = imports.filter((s) => !s.startsWith('node:'));
-  assert.deepEqual(ours, ['./../privileges/no-inspector.js']);
-  assert.ok(existsSync(join(CLI, '..', 'privileges', 'no-inspector.js')));
-  // Nothing of no-inspector.ts is inlined: its listener is installed by that module alone.
+  assert.match(text, /^'use strict';\n/, 'the first statement is the directive: ES modules were strict');
+  const required = [...text.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1] ?? '');
+  assert.ok(required.length > 0);
+  assert.deepEqual([...new Set(required.filter((s) => !s.startsWith('node:')))], ['./../privileges/no-inspector.cjs']);
+  assert.ok(existsSync(join(CLI, '..', 'privileges', 'no-inspector.cjs')));
+  // Its listener is installed by that module alone (entry.cts requires it before the bundle).
   assert.doesNotMatch(text, /process\.on\(\s*["']SIGUSR1["']/);
 });
 
-test('every import.meta.url in the bundle names its own module in dist/src (worker entry points, koffi)', { skip }, () => {
+test('every import.meta.url in the bundle became its own module\'s URL in dist/src (worker entry points, koffi)', { skip }, () => {
   const text = readFileSync(BUNDLE, 'utf8');
-  const uses = [...text.matchAll(/import\.meta\.url/g)].length;
-  const rewritten = [...text.matchAll(/new URL\("(\.\/[^"]+)", import\.meta\.url\)\.href/g)].map((m) => m[1] ?? '');
-  assert.ok(rewritten.length > 0);
-  assert.equal(rewritten.length, uses, 'an import.meta.url left as the bundle\'s own');
-  for (const own of rewritten) assert.ok(existsSync(fileURLToPath(new URL(own, `file://${CLI}/`))), own);
+  assert.doesNotMatch(text, /import\.meta/);
+  const own = [...text.matchAll(/__prhModuleUrl\("([^"]+)"\)/g)].map((m) => m[1] ?? '');
+  assert.ok(own.length > 0);
+  const base = pathToFileURL(join(CLI, 'x')).href;
+  for (const path of own) assert.ok(existsSync(fileURLToPath(new URL(path, base))), path);
   // The worker threads' entry modules, resolved as the bundle resolves them.
-  for (const m of text.matchAll(/new URL\("(\.\/[^"]+)", new URL\("(\.\/[^"]+)", import\.meta\.url\)\.href\)/g)) {
-    const worker = new URL(m[1] ?? '', new URL(m[2] ?? '', `file://${CLI}/`));
+  const workers = [...text.matchAll(/new URL\("(\.\/[^"]+)", __prhModuleUrl\("([^"]+)"\)\)/g)];
+  assert.ok(workers.length >= 3, 'fast path, SG_IO and multipath workers');
+  for (const m of workers) {
+    const worker = new URL(m[1] ?? '', new URL(m[2] ?? '', base));
     assert.ok(existsSync(fileURLToPath(worker)), worker.href);
   }
 });
