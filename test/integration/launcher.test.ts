@@ -188,3 +188,23 @@ describe('src/cli/entry.cts', () => {
     }
   });
 });
+
+describe('src/privileges/no-inspector.cts', () => {
+  const NO_INSPECTOR = join(realpathSync(REPO_ROOT), 'dist', 'src', 'privileges', 'no-inspector.cjs');
+  const run = (flags: string[], after: string): string => {
+    const r = spawnSync(process.execPath, [...flags, '-e', `require(${JSON.stringify(NO_INSPECTOR)}); ${after}`], {
+      encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+
+  test('an inspector opened by hand (--inspect) is closed', () => {
+    assert.equal(run(['--inspect=127.0.0.1:0'], "console.log(String(require('node:inspector').url()))"), 'undefined');
+  });
+
+  test('SIGUSR1 has our listener; without an inspector, node:inspector is not even loaded', () => {
+    assert.equal(run(['--inspect-port=[fe80::1]:9229'],
+      "console.log(process.listenerCount('SIGUSR1'), process.moduleLoadList.includes('NativeModule inspector'))"), '1 false');
+  });
+});
