@@ -32,11 +32,12 @@ import { readTraceFile } from '../trace/files.js';
 import { StopSignals, type Invocation } from '../images/startup.js';
 import { applyMultipathSocket } from '../privileges/multipath.js';
 import { errorMessage } from '../util/error-message.js';
+import { ignoreStdioErrors } from './stdio.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
 // (docs/internals.md#stderr-may-be-a-closed-pipe). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
-process.stdout.on('error', () => undefined);
-process.stderr.on('error', () => undefined);
+// The listeners come with the streams, which a default start never creates (src/cli/stdio.ts).
+ignoreStdioErrors();
 
 // Installed before anything else, as the reference does: SIGHUP terminates, it does not
 // reload (docs/protocol.md §1.8).
@@ -81,7 +82,7 @@ function main(): void {
   }
   const { options } = parsed;
   // -T warnings, once: the first image printed them already.
-  if (envelope === null) process.stderr.write(parsed.stderr);
+  if (envelope === null && parsed.stderr !== '') process.stderr.write(parsed.stderr);
   // Before any thread starts: libmpathcmd reads it from the C environment on each connect.
   const socketError = applyMultipathSocket(options.multipathSocket, env);
   if (socketError !== null) {
