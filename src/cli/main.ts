@@ -15,7 +15,7 @@
  * (src/daemon/handoff.ts).
  */
 // First: replaces Node's SIGUSR1 inspector trigger before any other module is evaluated.
-import '../privileges/no-inspector.js';
+import '../privileges/no-inspector.cjs';
 import { basename } from 'node:path';
 import { env, argv, version as nodeVersion } from 'node:process';
 import { parseCommandLine } from './options.js';
@@ -29,16 +29,15 @@ import {
 } from '../daemon/handoff.js';
 import { TRACE_EVENT_NAMES } from '../trace/events.js';
 import { readTraceFile } from '../trace/files.js';
-import { launch } from '../images/launch.js';
-import { firstImage } from '../images/first.js';
-import { secondImage } from '../images/second.js';
 import { StopSignals, type Invocation } from '../images/startup.js';
 import { applyMultipathSocket } from '../privileges/multipath.js';
+import { errorMessage } from '../util/error-message.js';
+import { ignoreStdioErrors } from './stdio.js';
 
 // libvirt closes our stderr pipe after start-up: EPIPE on stdio must not kill the helper
 // (docs/internals.md#stderr-may-be-a-closed-pipe). SIGPIPE itself is ignored by Node, and sends use MSG_NOSIGNAL.
-process.stdout.on('error', () => undefined);
-process.stderr.on('error', () => undefined);
+// The listeners come with the streams, which a default start never creates (src/cli/stdio.ts).
+ignoreStdioErrors();
 
 // Installed before anything else, as the reference does: SIGHUP terminates, it does not
 // reload (docs/protocol.md §1.8).
@@ -83,7 +82,7 @@ function main(): void {
   }
   const { options } = parsed;
   // -T warnings, once: the first image printed them already.
-  if (envelope === null) process.stderr.write(parsed.stderr);
+  if (envelope === null && parsed.stderr !== '') process.stderr.write(parsed.stderr);
   // Before any thread starts: libmpathcmd reads it from the C environment on each connect.
   const socketError = applyMultipathSocket(options.multipathSocket, env);
   if (socketError !== null) {
@@ -96,17 +95,25 @@ function main(): void {
   const invocation: Invocation = {
     program, options, log, stopSignals, traceEvents: envelope?.traceEvents ?? [...options.trace.enabled],
   };
+  // Each image loads only its own modules (start-up time, docs/performance.md): the root
+  // image never parses the serving image's, nor the other way round.
+  const loaded = (error: unknown): void => {
+    log.fatal(`Cannot load the helper: ${errorMessage(error)}`);
+    process.exitCode = 1;
+  };
   if (envelope?.image === 'dropped') {
     // Privileges dropped: adopt the socket and the pid file, check every thread, serve.
     const { traceFd } = envelope;
-    secondImage(invocation, envelope.handoff, traceFd !== null && isOpenFd(traceFd) ? traceFd : null);
+    import('../images/second.js').then(({ secondImage }) => {
+      secondImage(invocation, envelope.handoff, traceFd !== null && isOpenFd(traceFd) ? traceFd : null);
+    }, loaded);
   } else if (envelope === null && options.daemonize) {
     // Daemonize: start the first image in a new session, wait until it serves.
-    launch(invocation, inheritedFds);
+    import('../images/launch.js').then(({ launch }) => launch(invocation, inheritedFds), loaded);
   } else {
     // Listen or adopt the activated socket, write the pid file, drop privileges, serve.
     const readyFd = envelope !== null && isOpenFd(envelope.readyFd) ? envelope.readyFd : null;
-    firstImage(invocation, { readyFd, inheritedFds });
+    import('../images/first.js').then(({ firstImage }) => firstImage(invocation, { readyFd, inheritedFds }), loaded);
   }
 }
 

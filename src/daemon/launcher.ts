@@ -6,7 +6,8 @@
  * (its message and 1). The reference exits 0 before it writes the pid file or drops
  * privileges, so those failures go unseen.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
+import type { StdioOptions } from 'node:child_process';
+import { childProcess } from '../util/builtins.js';
 
 /** What the daemon writes on that pipe once it serves. */
 export const READY_MESSAGE = 'READY\n';
@@ -36,7 +37,7 @@ export function launchDaemon(launch: DaemonLaunch): Promise<LaunchResult> {
   stdio[2] = 'pipe';
   stdio[readyFd] = 'pipe';
   for (const fd of launch.inheritedFds) stdio[fd] = fd;
-  const child = spawn(launch.execPath, launch.args, {
+  const child = childProcess().spawn(launch.execPath, launch.args, {
     detached: true,
     stdio,
     env: launch.envFor(readyFd),

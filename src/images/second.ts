@@ -5,10 +5,10 @@
  */
 import { closeSync, read, writeSync } from 'node:fs';
 import { env } from 'node:process';
-import { ListenError, adoptListeningSocket, type ListenerInfo } from '../server/listener.js';
+import { ListenError, adoptListeningSocket, publishListener, type ListenerInfo } from '../server/listener.js';
 import { isOpenFd } from '../sys/fd.js';
 import type { Handoff } from '../daemon/handoff.js';
-import { JANITOR_PUBLISHED, JANITOR_READY } from '../privileges/janitor.js';
+import { JANITOR_PLACED, JANITOR_PUBLISHED, JANITOR_READY } from '../privileges/janitor.js';
 import { verifyThreads } from '../privileges/verify.js';
 import { expectedAfterDrop } from '../privileges/policy.js';
 import { describeMask } from '../privileges/capabilities.js';
@@ -44,20 +44,28 @@ function janitorPublished(listener: ListenerInfo, answerFd: number | null): Prom
   });
 }
 
+/**
+ * Puts the socket in place itself if it can (same identity check and rename as the
+ * janitor's, with fewer privileges; uid 0 in a directory root owns, the common case), so
+ * that no process has to be started and waited for. Whether it did.
+ */
+function placedHere(listener: ListenerInfo): boolean {
+  if (listener.staging === undefined || listener.staging === null) return false;
+  try {
+    publishListener(listener);
+    return true;
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error;
+    // not allowed here (-u to another user, a directory we may no longer write), or
+    // replaced: the janitor, as root, decides
+    return false;
+  }
+}
+
 /** `traceFd`: the -T file= the first image opened (checked open), or null. */
 export function secondImage(invocation: Invocation, handoff: Handoff, traceFd: number | null): void {
   const { log } = invocation;
   const multipath = findMultipathSupport(env);
-  // Our TERM/INT/HUP handlers exist (main installed them before anything else): from now
-  // on we clean up ourselves, the janitor can go.
-  if (handoff.janitorFd !== null && isOpenFd(handoff.janitorFd)) {
-    try {
-      writeSync(handoff.janitorFd, JANITOR_READY);
-    } catch {
-      // the janitor is gone
-    }
-    closeSync(handoff.janitorFd);
-  }
   const startup: Startup = new Startup(log, handoff.readyFd, handoff.pidfile);
   try {
     startup.listener = adoptListeningSocket(handoff.listenFd, handoff.createdPath,
@@ -67,13 +75,31 @@ export function secondImage(invocation: Invocation, handoff: Handoff, traceFd: n
     startup.fail(error.message);
   }
   const listener = startup.listener;
+  // Our TERM/INT/HUP handlers exist (main installed them before anything else): from now
+  // on we clean up ourselves, the janitor can go, once the socket is in place: by us
+  // ("placed") or by the janitor ("ready", and its answer below).
+  const janitorFd = handoff.janitorFd !== null && isOpenFd(handoff.janitorFd) ? handoff.janitorFd : null;
+  let answerFd = handoff.janitorAnswerFd !== null && isOpenFd(handoff.janitorAnswerFd) ? handoff.janitorAnswerFd : null;
+  const placed = janitorFd !== null && placedHere(listener);
+  if (janitorFd !== null) {
+    try {
+      writeSync(janitorFd, placed ? JANITOR_PLACED : JANITOR_READY);
+    } catch {
+      // the janitor is gone
+    }
+    closeSync(janitorFd);
+  }
+  if (placed && answerFd !== null) {
+    closeSync(answerFd);
+    answerFd = null;
+  }
   const expected = expectedAfterDrop(handoff.uid, handoff.gid, handoff.kept);
   const { threads, problems } = verifyThreads(expected);
   if (problems.length > 0) {
     startup.fail(`Failed to drop privileges: ${problems.slice(0, 4).join('; ')}`);
   }
-  // The janitor was told "ready" above and puts the socket in place; only then are we.
-  const answerFd = handoff.janitorAnswerFd !== null && isOpenFd(handoff.janitorAnswerFd) ? handoff.janitorAnswerFd : null;
+  // Unless placed above, the janitor was told "ready" and puts the socket in place; only
+  // then are we.
   void janitorPublished(listener, answerFd).then((published) => {
     if (!published) {
       startup.fail(`Failed to bind socket to ${listener.createdPath ?? ''}: the socket could not be put in place`);

@@ -13,7 +13,6 @@
  * shown as a short fingerprint by default (#3f2a: the first 16 bits of its SHA-256; equal
  * keys give equal fingerprints) and in full only with --log-keys.
  */
-import { createHash } from 'node:crypto';
 import { Opcode } from '../scsi/constants.js';
 import {
   describeSense, opcodeName, reservationTypeName, scopeName, serviceActionName, statusName,
@@ -23,6 +22,7 @@ import type { ConnectionInfo, DeviceInfo, PeerCredentials, ServerEvent, ServerOb
 import type { ScsiOutcome } from '../scsi/constants.js';
 import type { Logger } from './logger.js';
 import { DEFAULT_LIMITS, LogLimiter, type LimitedEvent, type Limits } from './limiter.js';
+import { nodeCrypto } from '../util/builtins.js';
 
 export interface RequestLogOptions {
   /** Print reservation keys in full instead of fingerprints. */
@@ -58,7 +58,7 @@ const hex = (bytes: Uint8Array): string => [...bytes].map((b) => b.toString(16).
 export function formatKey(key: Uint8Array, showKeys: boolean): string {
   if (key.every((b) => b === 0)) return '0';
   if (showKeys) return `0x${hex(key)}`;
-  return `#${createHash('sha256').update(key).digest('hex').slice(0, 4)}`;
+  return `#${nodeCrypto().createHash('sha256').update(key).digest('hex').slice(0, 4)}`;
 }
 
 export function formatPeer(peer: PeerCredentials | null): string {

@@ -4,12 +4,13 @@
  * are exactly what the library structures hold (docs/protocol.md §5.3-5.4); translation to and from SCSI
  * is translation.ts and full-status.ts.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MPATH_PRIN_RCAP_SA } from './abi.js';
 import type { MpathReply, MpathRequest, PrOutArguments, PrinResponse } from './types.js';
 import type { MultipathToolsVersion } from './path-repair.js';
+import { workerThreads } from '../util/builtins.js';
 
 /**
  * `struct prin_resp` as the library left it for READ KEYS, READ RESERVATION or REPORT
@@ -87,7 +88,7 @@ const PROBE_TIMEOUT_MS = 2000;
  * with the reply ("pid 123 idle"), rejects with why there is none.
  */
 export function probeMultipathd(cmdPath: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<string> {
-  const worker = new Worker(PROBE_URL, { workerData: { path: cmdPath, timeoutMs }, stdout: false, stderr: false });
+  const worker = new (workerThreads().Worker)(PROBE_URL, { workerData: { path: cmdPath, timeoutMs }, stdout: false, stderr: false });
   worker.unref();
   return new Promise((resolve, reject) => {
     worker.once('error', reject);
@@ -138,7 +139,7 @@ export class MpathLibrary {
    * `logToSyslog`: send the library's own messages to syslog (stderr is the journal).
    */
   static open(path: string, logToSyslog = false): Promise<MpathLibrary> {
-    const worker = new Worker(WORKER_URL, { workerData: { path, logToSyslog }, stdout: false, stderr: false });
+    const worker = new (workerThreads().Worker)(WORKER_URL, { workerData: { path, logToSyslog }, stdout: false, stderr: false });
     return new Promise((resolve, reject) => {
       const onExit = (): void => reject(new Error('the multipath thread exited during start-up'));
       worker.once('exit', onExit);

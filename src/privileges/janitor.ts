@@ -9,12 +9,20 @@
  * the serving image may no longer write the directory), so that the path appears only once
  * a signal gets the orderly exit, and exits. EOF first (the helper is gone): it removes the
  * socket and the pid file if they are still the ones we created (same device and inode).
+ * "placed" instead of "ready": the serving image has put the socket in place itself (it
+ * could), the janitor just exits.
  */
-import { spawnSync } from 'node:child_process';
 import { closeFd, createPipe, setCloseOnExec } from '../sys/fd.js';
 import type { FileIdentity } from '../sys/staging.js';
+import { childProcess } from '../util/builtins.js';
 
 export const JANITOR_READY = 'ready\n';
+/**
+ * From the serving image, instead of "ready", when it could put the socket in place itself
+ * (uid 0 in a directory root owns, the common case: no rename by the janitor, no answer
+ * to wait for). The janitor then just exits.
+ */
+export const JANITOR_PLACED = 'placed\n';
 
 /** A file the janitor may remove: its path, and the device and inode it must still have. */
 export type JanitorFile = FileIdentity & { path: string };
@@ -29,6 +37,7 @@ export const JANITOR_PUBLISHED = 'published';
 
 // $1 socket's temporary name, $2 its path, $3 its dev:inode, $4 pid file, $5 its dev:inode.
 // fd 3: the helper's words; fd 4: the janitor's answer to "ready" (published or failed).
+// "placed": the helper put the socket in place itself, nothing to do.
 const SCRIPT = [
   'same() { [ -n "$1" ] && [ "$(stat -c %d:%i -- "$1" 2>/dev/null)" = "$2" ]; }',
   'gone() { same "$1" "$2" && rm -f -- "$1"; }',
@@ -36,7 +45,7 @@ const SCRIPT = [
   '  if [ "$word" = ready ]; then',
   `    if [ -z "$1" ] || { same "$1" "$3" && mv -fT -- "$1" "$2" 4>&-; }; then echo ${JANITOR_PUBLISHED} >&4`,
   '    else gone "$1" "$3"; echo failed >&4; fi',
-  '  else gone "$1" "$3"; gone "$2" "$3"; gone "$4" "$5"; fi',
+  '  elif [ "$word" != placed ]; then gone "$1" "$3"; gone "$2" "$3"; gone "$4" "$5"; fi',
   '} <&3 3<&- &',
 ].join('\n');
 
@@ -62,7 +71,7 @@ export function startJanitor(socket: JanitorSocket | null, pidfile: JanitorFile 
   for (const fd of inherited) setCloseOnExec(fd);
   const [readEnd, writeEnd] = createPipe();
   const [answerRead, answerWrite] = createPipe();
-  const result = spawnSync('/bin/sh', ['-c', SCRIPT, 'qemu-pr-helper-janitor', ...args], {
+  const result = childProcess().spawnSync('/bin/sh', ['-c', SCRIPT, 'qemu-pr-helper-janitor', ...args], {
     stdio: ['ignore', 'ignore', 'ignore', readEnd, answerWrite],
   });
   closeFd(readEnd);

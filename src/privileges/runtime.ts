@@ -32,7 +32,7 @@ export function supportsDisableSigusr1(version: string): boolean {
  * --require given by hand to the first image stops there).
  */
 export function hardenedNodeFlags(execArgv: readonly string[], version: string): string[] {
-  const flags = execArgv.filter((a) => /^--max-semi-space-size=\d+$/.test(a));
+  const flags = execArgv.filter((a) => /^--m(ax|in)-semi-space-size=\d+$/.test(a));
   flags.push(UNBINDABLE_INSPECTOR);
   if (supportsDisableSigusr1(version)) flags.push(DISABLE_SIGUSR1);
   return flags;

@@ -5,9 +5,9 @@
  * taken one is never reused or removed, and a name is only unlinked when it still refers
  * to the file we made (device and inode, from lstat: a symlink is never followed).
  */
-import { randomBytes } from 'node:crypto';
 import { lstatSync, unlinkSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { nodeCrypto } from '../util/builtins.js';
 
 /** 96 random bits: a name cannot be guessed, so it cannot be planted in advance. */
 const STAGING_RANDOM_BYTES = 12;
@@ -26,7 +26,7 @@ export function identityOf(stats: Stats): FileIdentity {
 
 /** `.NAME.<random>~` beside `path`. */
 export function stagingName(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${randomBytes(STAGING_RANDOM_BYTES).toString('base64url')}~`);
+  return join(dirname(path), `.${basename(path)}.${nodeCrypto().randomBytes(STAGING_RANDOM_BYTES).toString('base64url')}~`);
 }
 
 /** Every random name tried was taken: the directory is being filled by someone else. */

@@ -80,6 +80,8 @@ tarball=$work/$(cd "$repo" && npm pack --silent --pack-destination "$work" 2>/de
 
 contents=$(tar -tzf "$tarball")
 check "tarball has dist/src/cli/main.js" grep -qx 'package/dist/src/cli/main.js' <<<"$contents"
+check "tarball has dist/src/cli/entry.cjs (what bin/ runs)" grep -qx 'package/dist/src/cli/entry.cjs' <<<"$contents"
+check "tarball has dist/src/cli/main.bundle.cjs (scripts/bundle.mjs)" grep -qx 'package/dist/src/cli/main.bundle.cjs' <<<"$contents"
 check "tarball has both manual pages" \
   test "$(grep -cxE 'package/docs/man/qemu-pr-helper(\.8|-client\.1)' <<<"$contents")" -eq 2
 man_warnings() { # groff's and man's warnings about the manual pages: none

@@ -136,7 +136,7 @@ describe('KubeVirt pr-helper container (contrib/kubevirt)', { skip: skipReason()
       // exec all the way: the pid spawned is the helper, in a network namespace of its own,
       // with the DaemonSet's arguments and the entrypoint's --multipath-socket before them.
       const argv = cmdline(helper.pid);
-      assert.ok(argv.some((a) => a.endsWith('/dist/src/cli/main.js')), argv.join(' '));
+      assert.ok(argv.some((a) => a.endsWith('/dist/src/cli/entry.cjs')), argv.join(' '));
       assert.deepEqual(argv.slice(-4), [`--multipath-socket=${MULTIPATHD_SOCKET}`, '-k', PR_SOCKET, '-v']);
       assert.notEqual(readlinkSync(`/proc/${helper.pid}/ns/net`), readlinkSync('/proc/self/ns/net'));
 

@@ -1,6 +1,6 @@
 /**
  * The process images (src/images/) and their entry point (src/cli/main.ts): only the entry
- * module has effects on import, and it evaluates src/privileges/no-inspector.ts before any
+ * module has effects on import, and it evaluates src/privileges/no-inspector.cts before any
  * other module; the stop signals are remembered until an image says how to stop.
  */
 import { test } from 'node:test';
@@ -39,7 +39,13 @@ test('importing the images and their policies installs no listener and touches n
 test('src/cli/main.ts imports no-inspector before any other module', () => {
   const text = readFileSync(join(REPO_ROOT, 'src', 'cli', 'main.ts'), 'utf8');
   const first = /^import .*$/m.exec(text)?.[0];
-  assert.equal(first, "import '../privileges/no-inspector.js';");
+  assert.equal(first, "import '../privileges/no-inspector.cjs';");
+});
+
+test('src/cli/entry.cts requires no-inspector before it loads the helper (bundle or main.js)', () => {
+  const text = readFileSync(join(REPO_ROOT, 'src', 'cli', 'entry.cts'), 'utf8');
+  const loads = [...text.matchAll(/\b(?:require|import)\('([^']+)'\)/g)].map((m) => m[1]);
+  assert.deepEqual(loads, ['../privileges/no-inspector.cjs', './main.bundle.cjs', './main.js']);
 });
 
 test('a stop signal is remembered, and calls the stop of the image that serves', async () => {

@@ -1,0 +1,67 @@
+/**
+ * Bundles the helper's main-thread modules (dist/src/cli/main.js and everything it imports,
+ * dynamic imports included) into one CommonJS file, dist/src/cli/main.bundle.cjs, after
+ * `tsc`. src/cli/entry.cts requires it instead of importing main.js while it is at least as
+ * new as main.js: on Node 20 each ES module costs a few file reads through libuv's thread
+ * pool, and starting the ES module loader at all about 20 ms; the ~75 modules of a serving
+ * image were the largest part of its start-up (docs/performance.md). The per-module layout
+ * stays what the tests import, what worker threads load, and the fall-back.
+ *
+ * The bundle sits beside main.js. Each module's `import.meta.url` (worker entry points,
+ * koffi's createRequire) becomes that module's own file URL in dist/src, computed from the
+ * bundle's __dirname. src/privileges/no-inspector.cts stays a module of its own, required
+ * (entry.cts requires it before the bundle: evaluated once, first).
+ *
+ * usage: node scripts/bundle.mjs   (from anywhere, after tsc -p .)
+ */
+import { build } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const cli = join(root, 'dist', 'src', 'cli');
+const NO_INSPECTOR = join(root, 'dist', 'src', 'privileges', 'no-inspector.cjs');
+/** Defined first in the bundle, where `require` is still the module's own (modules may shadow it). */
+const MODULE_URL = '__prhModuleUrl';
+const banner = `'use strict';\nconst ${MODULE_URL} = (own) => require('node:url').pathToFileURL(require('node:path').join(__dirname, own)).href;`;
+
+/** Every module's import.meta.url becomes its own file's URL, from the bundle's place. */
+const ownUrls = {
+  name: 'own-module-urls',
+  setup(b) {
+    b.onLoad({ filter: /\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes('import.meta.url')) return { contents: text, loader: 'js' };
+      const own = JSON.stringify(relative(cli, args.path));
+      return { contents: text.replaceAll('import.meta.url', `${MODULE_URL}(${own})`), loader: 'js' };
+    });
+  },
+};
+
+/** no-inspector.cjs stays a module of its own, required by its path relative to the bundle. */
+const firstModule = {
+  name: 'no-inspector-first',
+  setup(b) {
+    b.onResolve({ filter: /no-inspector\.cjs$/ }, (args) => {
+      const path = resolve(args.resolveDir, args.path);
+      if (path !== NO_INSPECTOR) return undefined;
+      return { path: `./${relative(cli, path)}`, external: true };
+    });
+  },
+};
+
+await build({
+  entryPoints: [join(cli, 'main.js')],
+  outfile: join(cli, 'main.bundle.cjs'),
+  bundle: true,
+  format: 'cjs',
+  banner: { js: banner },
+  platform: 'node',
+  target: 'node20',
+  // koffi is loaded from node_modules, as by the per-module layout.
+  external: ['koffi'],
+  plugins: [firstModule, ownUrls],
+  logLevel: 'warning',
+  legalComments: 'none',
+});
