@@ -29,7 +29,8 @@ if [ -z "${PRH_E2E_NO_INSTALL:-}" ]; then
   bash "$HERE/vm/install-deps.sh" >&2 || { say "installing the Debian packages failed"; exit 125; }
 fi
 if [ -z "${PRH_E2E_NO_BUILD:-}" ]; then
-  (cd "$ROOT" && npx tsc -p .) >&2 || { say "tsc failed"; exit 125; }
+  # tsc and the bundle (scripts/bundle.mjs): the e2e suite runs the helper as shipped
+  (cd "$ROOT" && npm run --silent build) >&2 || { say "the build failed"; exit 125; }
 fi
 [ -f "$ROOT/dist/test/e2e/suite.js" ] || { say "dist/test/e2e/suite.js missing (build first)"; exit 125; }
 

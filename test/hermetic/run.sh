@@ -135,7 +135,7 @@ while IFS= read -r p; do
 done <"$list"
 
 say "building"
-(cd "$ROOT" && npx tsc -p .)
+(cd "$ROOT" && npm run --silent build) # tsc and the bundle, as shipped
 
 rm -f "$tap"
 unshare --mount --propagation private -- "$0" --inside "$list" "$scratch" "$tap" "$@"
