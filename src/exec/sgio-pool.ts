@@ -22,7 +22,7 @@
  * threadpool lane, one koffi async call at a time on libuv's threadpool, which needs no
  * thread of ours (docs/internals.md#the-threadpool-lane). A job that finds the lane busy
  * goes to the threads, which then start on demand; a lane job outstanding for `stallMs`
- * counts as a stuck thread (the threads keep one free); and every thread, the first
+ * and asleep in the kernel counts as a stuck thread (the threads keep one free); and every thread, the first
  * included, stops after `idleMs` idle. One VM's helper, one request at a time, so runs
  * with no thread of ours at all.
  */
@@ -335,9 +335,13 @@ export class SgIoPool {
     if (free === 0 && this.#slots.length < this.#options.maxThreads) this.#spawn();
   }
 
-  /** The lane's job has been outstanding for stallMs (its thread cannot be watched). */
+  /**
+   * The lane's job has been outstanding for stallMs and is asleep in the kernel, as a
+   * thread's is stuck: a command that is merely slow, or a main thread too busy to collect
+   * it, starts no thread.
+   */
   #laneStuck(now: number): boolean {
-    return this.#laneJob !== null && now - this.#laneSince >= this.#options.stallMs;
+    return this.#laneJob !== null && now - this.#laneSince >= this.#options.stallMs && (this.#lane?.sleeping ?? false);
   }
 
   #reap(): void {
