@@ -21,10 +21,13 @@
  * With `threadpool`, the threads above are the second resort: a job first goes to the
  * threadpool lane, one koffi async call at a time on libuv's threadpool, which needs no
  * thread of ours (docs/internals.md#the-threadpool-lane). A job that finds the lane busy
- * goes to the threads, which then start on demand; a lane job outstanding for `stallMs`
- * and asleep in the kernel counts as a stuck thread (the threads keep one free); and every thread, the first
- * included, stops after `idleMs` idle. One VM's helper, one request at a time, so runs
- * with no thread of ours at all.
+ * goes to the threads, which then start on demand. A lane job outstanding for `stallMs`
+ * is stuck: the threads started meanwhile stay while it is, as they do while one of them
+ * is stuck; but none is started ahead for it, as for a stuck thread: one connection sends
+ * nothing more until it is answered, and more connections are the fast path's
+ * (src/server/fast-path.ts), so a spare would mostly idle (and under emulation a slow
+ * command would start one). Every thread, the first included, stops after `idleMs` idle.
+ * One VM's helper, one request at a time, so runs with no thread of ours at all.
  */
 import { EventCounter } from '../sys/fd.js';
 import { FdWatcher } from '../sys/poll.js';
@@ -321,7 +324,7 @@ export class SgIoPool {
   #check(): void {
     if (this.#closed) return;
     const now = Date.now();
-    let stuck = this.#laneStuck(now) ? 1 : 0;
+    let stuck = 0;
     let free = 0;
     for (const s of this.#slots) {
       if (!s.ready || s.job === null) {
@@ -335,13 +338,9 @@ export class SgIoPool {
     if (free === 0 && this.#slots.length < this.#options.maxThreads) this.#spawn();
   }
 
-  /**
-   * The lane's job has been outstanding for stallMs and is asleep in the kernel, as a
-   * thread's is stuck: a command that is merely slow, or a main thread too busy to collect
-   * it, starts no thread.
-   */
+  /** The lane's job has been outstanding for stallMs (see the header). */
   #laneStuck(now: number): boolean {
-    return this.#laneJob !== null && now - this.#laneSince >= this.#options.stallMs && (this.#lane?.sleeping ?? false);
+    return this.#laneJob !== null && now - this.#laneSince >= this.#options.stallMs;
   }
 
   #reap(): void {

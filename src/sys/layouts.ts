@@ -36,8 +36,6 @@ export const SG_IO_HDR = {
 } as const;
 
 export const SG_IO = 0x2285;
-/** System call numbers, as /proc/PID/task/TID/syscall shows a blocked thread's call. */
-export const SYSCALL = arch === 'x64' ? { CLOSE: 3, IOCTL: 16 } as const : { CLOSE: 57, IOCTL: 29 } as const;
 export const SG_INTERFACE_ID = 0x53; // 'S'
 export const SG_DXFER_NONE = -1;
 export const SG_DXFER_TO_DEV = -2;

@@ -5,12 +5,12 @@
  * the ioctl synchronously, stores errno and bumps a shared eventfd. SG_IO may block for the
  * whole SCSI timeout; only its own thread waits (docs/internals.md#sg_io-threads).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { allocNative, freeNative, libc, lastErrno, type NativeBlock } from './libc.js';
 import { errnoCode } from './errors.js';
 import {
-  SG_IO, SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV, SYSCALL,
+  SG_IO, SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
 } from './layouts.js';
 import { Control, Op, State } from './sgio-control.js';
 
@@ -167,36 +167,10 @@ export function threadSleeping(tid: number): boolean {
 export class ThreadpoolSgIo {
   readonly #area = new SgIoArea();
   #busy = false;
-  /** The fd of the call in progress. */
-  #fd = -1;
 
   /** True from a start until its callback has run. */
   get busy(): boolean {
     return this.#busy;
-  }
-
-  /**
-   * True when the call in progress is asleep in the kernel: some thread of this process is
-   * blocked in ioctl or close on its fd. Which threadpool thread runs it is not known, so
-   * each thread's /proc/self/task/TID/syscall is read (a thread on a CPU shows "running").
-   */
-  get sleeping(): boolean {
-    if (!this.#busy) return false;
-    const prefixes = [`${SYSCALL.IOCTL} 0x${this.#fd.toString(16)} `, `${SYSCALL.CLOSE} 0x${this.#fd.toString(16)} `];
-    try {
-      for (const tid of readdirSync('/proc/self/task')) {
-        let line: string;
-        try {
-          line = readFileSync(`/proc/self/task/${tid}/syscall`, 'latin1');
-        } catch {
-          continue; // the thread ended
-        }
-        if (prefixes.some((p) => line.startsWith(p))) return true;
-      }
-    } catch {
-      // cannot be told: not asleep
-    }
-    return false;
   }
 
   /**
@@ -207,7 +181,6 @@ export class ThreadpoolSgIo {
   run(fd: number, command: SgIoCommand, thenClose: boolean, done: (result: SgIoResult) => void): void {
     if (this.#busy) throw new Error('Cannot start SG_IO: the threadpool call is busy');
     this.#area.prepare(command);
-    this.#fd = fd;
     libc.ioctlAsync(fd, SG_IO, this.#area.address, (_rc, errno) => {
       // Copied out before anything can reuse the area.
       const result = this.#area.result(errno);
@@ -224,7 +197,6 @@ export class ThreadpoolSgIo {
   /** Closes `fd` (owned from now on) on the threadpool; throws, with nothing started, like run(). */
   close(fd: number, done: () => void): void {
     if (this.#busy) throw new Error('Cannot close on the threadpool: the call is busy');
-    this.#fd = fd;
     libc.closeAsync(fd, () => {
       this.#busy = false;
       done();

@@ -49,7 +49,14 @@ test('with 8 connections two fast-path workers start; a request in pieces, serve
     await pollUntil(() => loadedSgIoThreads(h) >= 2, 'the fast-path workers to load');
     // Two workers, and at most one pool thread: requests that came while the workers
     // loaded were served on the main thread, concurrently (the threadpool lane takes one).
-    const loaded = loadedSgIoThreads(h);
+    // (A pool thread started then may still be loading: wait for the count to settle.)
+    let loaded = -1;
+    await pollUntil(async () => {
+      const before = loadedSgIoThreads(h);
+      await sleep(300);
+      loaded = loadedSgIoThreads(h);
+      return loaded === before;
+    }, 'the SG_IO threads to settle');
     assert.ok(loaded === 2 || loaded === 3, `two fast-path workers and at most one pool thread, not ${loaded}`);
     // A CDB in two writes goes to the main thread, whose pool runs it on libuv's threadpool
     // (the lane is free): still no thread of its own.

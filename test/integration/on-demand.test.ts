@@ -3,8 +3,8 @@
  * times, which the helper's command line does not offer):
  * - the SG_IO pool's threadpool lane (src/exec/sgio-pool.ts, docs/internals.md#the-threadpool-lane):
  *   sequential jobs start no thread of ours; a job that finds the lane busy goes to a
- *   thread, started then; a lane job outstanding for stallMs starts a spare thread; the
- *   threads leave when idle; every fd given to the pool is closed;
+ *   thread, started then, which stays while the lane is stuck and leaves when idle; every
+ *   fd given to the pool is closed;
  * - the fast path (src/server/fast-path.ts): no worker while one connection is open,
  *   workers once a second one is, connections handed back when they leave, and back again.
  */
@@ -116,16 +116,25 @@ test('the lane busy (a close that blocks): the next job goes to a thread, starte
   }
 });
 
-test('a lane job outstanding for stallMs is stuck: a spare thread starts before any other job comes', async () => {
-  const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true, idleMs: 1000 });
+test('a lane job outstanding for stallMs is stuck: no thread starts ahead for it, and one started meanwhile stays while it is', async () => {
+  const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true, idleMs: 200 });
   const lingering = await lingeringFd();
   try {
-    const holding = pool.release(lingering.fd);
-    assert.equal(pool.threadCount, 0);
-    await pollUntil(() => pool.threadCount === 1, 'a spare thread', 5000);
-    assert.equal(pool.laneBusy, true, 'started while the lane is held');
+    let held = true;
+    const holding = pool.release(lingering.fd).then(() => {
+      held = false;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(pool.threadCount, 0, 'nothing started ahead: one connection sends nothing more meanwhile');
+    const fd = devNullCopy();
+    assert.equal((await pool.runAndRelease(fd, COMMAND)).error, 'ENOTTY');
+    assert.equal(pool.threadCount, 1);
+    // Idle for several idleMs (reaped every second at most), yet kept: the lane is stuck.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assert.equal(held, true, 'the lane is still held');
+    assert.equal(pool.threadCount, 1, 'kept while the lane is stuck');
     await holding;
-    await pollUntil(() => pool.threadCount === 0, 'the spare to leave once idle', 10_000);
+    await pollUntil(() => pool.threadCount === 0, 'the thread to leave once the lane is free', 10_000);
   } finally {
     pool.close();
     await lingering.dispose();
