@@ -178,6 +178,7 @@ test('the fast path: no worker with one connection, two once a second is open, g
     assert.equal(register.status, 2);
     assert.equal(s.fastPath.workerCount, 0, 'one connection: no fast-path worker');
     assert.equal(s.pool.threadCount, 0, 'one connection, one request at a time: no SG_IO thread');
+    const fdsOne = readdirSync('/proc/self/fd').length;
 
     const second = await PrClient.connect(s.socketPath);
     await pollUntil(() => s.fastPath.active, 'the fast path to load');
@@ -191,6 +192,8 @@ test('the fast path: no worker with one connection, two once a second is open, g
     // The connection that stays is the main thread's again, and served there.
     await readKeys(first, 20);
     assert.equal(s.fastPath.workerCount, 0);
+    // Whatever the workers opened (their event loops) went with them; no client fd is left.
+    await pollUntil(() => readdirSync('/proc/self/fd').length === fdsOne, `the fd count back to ${fdsOne} (now ${readdirSync('/proc/self/fd').length})`);
 
     const third = await PrClient.connect(s.socketPath);
     await pollUntil(() => s.fastPath.active, 'the fast path to come back');
