@@ -10,15 +10,28 @@
  * - Stuck devices: a thread is stuck when it has been inside its ioctl for `stallMs`, as
  *   seen by two checks `stallMs` apart, and is asleep in the kernel there (a thread that is
  * only waiting for a CPU, as under heavy load, is not stuck). While any thread is stuck, the pool
- * keeps a thread free (idle or loading) for every queued command plus one spare, up to
- * `maxThreads`, so that the next command does not wait for a thread to load (~50 ms; seconds under
- * emulation).
+ * keeps one thread free (idle or loading), up to `maxThreads`, so that the next command
+ * does not wait for a thread to load (~50 ms; seconds under emulation). Not one per queued
+ * command: a loaded thread runs a queue of quick commands in microseconds each, while
+ * isolates loading at once share the CPUs (ten took 1.8 s on two loaded cores). A queued
+ * command that hangs too makes its thread stuck at a later check, which starts the next.
  * - A starting thread gets no command until it has loaded; the queue goes to whichever
  *   thread is free first. Threads beyond the first stop after `idleMs` idle.
+ *
+ * With `threadpool`, the threads above are the second resort: a job first goes to the
+ * threadpool lane, one koffi async call at a time on libuv's threadpool, which needs no
+ * thread of ours (docs/internals.md#the-threadpool-lane). A job that finds the lane busy
+ * goes to the threads, which then start on demand. A lane job outstanding for `stallMs`
+ * is stuck: the threads started meanwhile stay while it is, as they do while one of them
+ * is stuck; but none is started ahead for it, as for a stuck thread: one connection sends
+ * nothing more until it is answered, and more connections are the fast path's
+ * (src/server/fast-path.ts), so a spare would mostly idle (and under emulation a slow
+ * command would start one). Every thread, the first included, stops after `idleMs` idle.
+ * One VM's helper, one request at a time, so runs with no thread of ours at all.
  */
 import { EventCounter } from '../sys/fd.js';
 import { FdWatcher } from '../sys/poll.js';
-import { SgIoThread, type SgIoCommand, type SgIoResult } from '../sys/sgio.js';
+import { SgIoThread, ThreadpoolSgIo, type SgIoCommand, type SgIoResult } from '../sys/sgio.js';
 
 export interface SgIoPoolOptions {
   maxThreads: number;
@@ -26,6 +39,8 @@ export interface SgIoPoolOptions {
   idleMs: number;
   /** Start the first thread with the first command instead of with the pool. */
   lazy?: boolean;
+  /** Run one job at a time on libuv's threadpool first (see the header); implies lazy. */
+  threadpool?: boolean;
 }
 
 /** Threads started for plain concurrency, without any device being slow. */
@@ -92,6 +107,11 @@ export class SgIoPool {
   #closed = false;
   readonly #hooks: SgIoPoolHooks | null;
   #submitted = 0;
+  /** The threadpool lane and its job (see the header), or null without `threadpool`. */
+  readonly #lane: ThreadpoolSgIo | null;
+  #laneJob: Job | null = null;
+  /** When the lane's job started (Date.now()). */
+  #laneSince = 0;
 
   constructor(options: SgIoPoolOptions = DEFAULT_POOL_OPTIONS, hooks: SgIoPoolHooks | null = null) {
     this.#options = options;
@@ -99,7 +119,8 @@ export class SgIoPool {
     this.#watcher = new FdWatcher(this.#completions.fd, () => this.#collect());
     this.#watcher.set({ readable: true, writable: false });
     this.#watcher.ref(false);
-    if (options.lazy !== true) this.#spawn();
+    this.#lane = options.threadpool === true ? new ThreadpoolSgIo() : null;
+    if (options.lazy !== true && this.#lane === null) this.#spawn();
     this.#reapTimer = setInterval(() => this.#reap(), Math.max(1000, options.idleMs / 2));
     this.#reapTimer.unref();
   }
@@ -159,7 +180,18 @@ export class SgIoPool {
     });
   }
 
+  /** Threads started and not yet stopped (loading or loaded). */
+  get threadCount(): number {
+    return this.#slots.length;
+  }
+
+  /** True while a job is on the threadpool lane. */
+  get laneBusy(): boolean {
+    return this.#laneJob !== null;
+  }
+
   #submit(job: Job): void {
+    if (this.#lane !== null && this.#laneJob === null && this.#toLane(this.#lane, job)) return;
     const slot = this.#slots.find((s) => s.ready && s.job === null);
     if (slot) {
       this.#dispatch(slot, job);
@@ -169,6 +201,40 @@ export class SgIoPool {
     const allBusy = this.#slots.every((s) => s.ready);
     if (allBusy && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
     this.#check();
+  }
+
+  /** Starts `job` on the lane; false when it cannot (it then goes to the threads). */
+  #toLane(lane: ThreadpoolSgIo, job: Job): boolean {
+    const finished = (): void => {
+      this.#laneJob = null;
+      this.#running--;
+      // A job queued for a thread still loading takes the lane instead.
+      const next = this.#closed ? undefined : this.#queue.shift();
+      if (next !== undefined && !this.#toLane(lane, next)) this.#queue.unshift(next);
+      if (this.#running === 0) this.#watcher.ref(false);
+    };
+    try {
+      if (job.kind === 'close') {
+        lane.close(job.fd, () => {
+          finished();
+          this.#closing--;
+          job.resolve();
+        });
+      } else {
+        lane.run(job.fd, job.command, job.thenClose, (result) => {
+          finished();
+          job.resolve(result);
+        });
+      }
+    } catch {
+      // Out of range for the area or not queued: the threads give the same answer or run it.
+      return false;
+    }
+    this.#laneJob = job;
+    this.#laneSince = Date.now();
+    this.#running++;
+    this.#armCheck();
+    return true;
   }
 
   /** Runs a hook; a throwing hook costs nothing. */
@@ -269,15 +335,21 @@ export class SgIoPool {
       }
     }
     if (stuck === 0) return;
-    const wanted = this.#queue.length + 1;
-    for (let n = free; n < wanted && this.#slots.length < this.#options.maxThreads; n++) this.#spawn();
+    if (free === 0 && this.#slots.length < this.#options.maxThreads) this.#spawn();
+  }
+
+  /** The lane's job has been outstanding for stallMs (see the header). */
+  #laneStuck(now: number): boolean {
+    return this.#laneJob !== null && now - this.#laneSince >= this.#options.stallMs;
   }
 
   #reap(): void {
     const now = Date.now();
-    const stuck = this.#slots.some((s) => s.enteredSeenAt !== null && s.job !== null);
+    const stuck = this.#laneStuck(now) || this.#slots.some((s) => s.enteredSeenAt !== null && s.job !== null);
     if (stuck) return; // keep the spare while a device hangs
-    for (let i = this.#slots.length - 1; i >= 1; i--) {
+    // With the lane, no thread is needed when nothing runs concurrently: the first goes too.
+    const keep = this.#lane === null ? 1 : 0;
+    for (let i = this.#slots.length - 1; i >= keep; i--) {
       const slot = this.#slots[i];
       if (slot && slot.ready && slot.job === null && now - slot.idleSince >= this.#options.idleMs) {
         this.#slots.splice(i, 1);
@@ -306,7 +378,7 @@ export class SgIoPool {
       this.#running--;
       this.#settle(job, new Error('SG_IO thread exited during a command', { cause: error ?? undefined }));
     }
-    if (!this.#closed && (this.#slots.length === 0 || this.#queue.length > 0)) this.#spawn();
+    if (!this.#closed && ((this.#slots.length === 0 && this.#lane === null) || this.#queue.length > 0)) this.#spawn();
   }
 
   /** Stops idle threads; busy ones finish first. */

@@ -94,12 +94,14 @@ function serveWith(
   const requestLog = new RequestLog(log, { showKeys: options.logKeys });
   const observer = combineObservers([requestLog, ...(tracer ? [tracer] : [])]);
   // Without request log lines or request trace points, requests run on the fast path's
-  // workers; the main thread's pool then serves only what they hand back, and starts its
-  // threads when first needed.
+  // workers while two or more connections are open (fast-path.ts). Otherwise the main
+  // thread serves them, its pool running each SG_IO on libuv's threadpool, one at a time,
+  // and starting threads of its own only for what finds that busy (sgio-pool.ts): one
+  // VM's helper, one connection, runs no thread of ours (docs/performance.md "One VM").
   const fastPath = observer.wantsRequests === true ? null
     : new FastPath({ ...DEFAULT_FAST_PATH_OPTIONS, timeoutMs: options.ioTimeoutMs, features: options.features });
   if (fastPath) fastPath.onDisabled = (reason) => log.warning(`warning: ${reason}; serving every request on the main thread`);
-  const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: fastPath !== null }, tracer?.poolHooks() ?? null);
+  const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true }, tracer?.poolHooks() ?? null);
   const plain = new SgIoExecutor(pool, { timeoutMs: options.ioTimeoutMs });
   const executor = new MultipathExecutor(plain, pool, multipathOpener(multipath, log, uid, kept), {
     // Per-request errors share the default level's limits (src/log/limiter.ts).

@@ -119,6 +119,16 @@ export class Connection implements FastPathClient {
     return true;
   }
 
+  /** The fast path's workers have loaded: an idle connection goes over now (see #handOver). */
+  offer(): void {
+    if (this.#away || this.#closed || this.busy) return;
+    try {
+      this.#handOver();
+    } catch (error) {
+      this.#fail(internalError(this.fd, error));
+    }
+  }
+
   /** Takes the connection back from the fast path unless a worker is serving it. */
   #takeBack(): boolean {
     if (!this.#away) return true;

@@ -45,6 +45,8 @@ export const GENERATION_MASK = (1 << 18) - 1;
 export const Flag = {
   /** Set at shutdown: workers hand every connection back instead of re-arming it. */
   DRAINING: 0,
+  /** Set while the workers leave (too few connections, fast-path.ts): likewise, hand every connection back. */
+  LEAVING: 1,
   SIZE: 4,
 } as const;
 
@@ -59,7 +61,7 @@ export const WorkerControl = {
   TID: 1,
   /** Bumped before each connection served, so a watcher can tell a long call from several short ones. */
   SEQ: 2,
-  /** Set by the main thread: leave after the current wait (extra workers only). */
+  /** Set by the main thread: leave after the current wait (at most a second: workers wait with a timeout). */
   EXIT: 3,
   SIZE: 4,
 } as const;
@@ -75,7 +77,7 @@ export interface WorkerData {
   timeoutMs: number;
   /** The helper's feature set (Session). */
   features: number;
-  /** Extra workers wait with a timeout so that they can be told to leave. */
+  /** Started for a stuck worker (fast-path.ts), beyond the `workers` kept. */
   extra: boolean;
 }
 

@@ -144,6 +144,11 @@ function serveOne(fd: number, slot: number): Handback | null {
  */
 const state = { session: Session.afterHandshake(0, data.features) };
 
+/** Shutdown, or the workers are leaving (fast-path.ts): connections go back instead of being re-armed. */
+function handingBack(): boolean {
+  return Atomics.load(flags, Flag.DRAINING) !== 0 || Atomics.load(flags, Flag.LEAVING) !== 0;
+}
+
 function serve(fd: number, tag: number): void {
   const slot = tagSlot(tag);
   const generation = tagGeneration(tag);
@@ -158,13 +163,13 @@ function serve(fd: number, tag: number): void {
   try {
     // One request per wake-up: re-arming reports a pipelined one at once, behind the
     // connections already waiting.
-    handback = Atomics.load(flags, Flag.DRAINING) !== 0 ? { kind: 'read' } : serveOne(fd, slot);
+    handback = handingBack() ? { kind: 'read' } : serveOne(fd, slot);
     if (handback === null) {
       Atomics.store(slots, slot, armed);
       epoll.arm(fd, tag);
-      // Shutdown may have begun between the check above and the store: the main thread
-      // then found the slot busy and waits for it to come back.
-      if (Atomics.load(flags, Flag.DRAINING) === 0 || Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
+      // Shutdown or leaving may have begun between the check above and the store: the main
+      // thread then found the slot busy and waits for it to come back.
+      if (!handingBack() || Atomics.compareExchange(slots, slot, armed, mine) !== armed) return;
       handback = { kind: 'read' };
     }
   } catch (error) {
@@ -183,7 +188,8 @@ nameThisThread(SGIO_THREAD_NAME);
 Atomics.store(control, WorkerControl.TID, threadId());
 post({ type: 'ready' });
 
-const timeout = data.extra ? 1000 : -1;
+// Every worker can be told to leave (EXIT): it looks once a second while idle.
+const timeout = 1000;
 for (;;) {
   const n = waiter.wait(timeout);
   for (let i = 0; i < n; i++) serve(waiter.fd(i), waiter.tag(i));

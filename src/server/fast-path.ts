@@ -15,6 +15,17 @@
  * asleep in the kernel is stuck. The other workers keep serving every other connection;
  * while fewer than `workers` are free, more are started, up to `maxWorkers`. Extra
  * workers leave once no worker has been stuck for `idleMs`.
+ *
+ * On demand (docs/performance.md "One VM"): the workers exist only while there is
+ * concurrency to serve, that is while `minConnections` or more connections are attached.
+ * One QEMU (libvirt's per-VM helper) holds one connection and sends one request at a
+ * time, which the main thread serves with no thread of ours at all; two workers would
+ * only cost it memory and a thread hand-off per request. They start when a second
+ * connection is attached (at its greeting: they load meanwhile, ~0.1-0.3 s, so they are
+ * there when the load is), take connections only once one has loaded (until then the
+ * main thread serves them), and leave when fewer than `minConnections` have been
+ * attached for `idleMs`: every connection comes back to the main thread (Handback
+ * 'read'), and each worker ends after its current wait.
  */
 import { Worker } from 'node:worker_threads';
 import { OneShotEpoll } from '../sys/epoll.js';
@@ -34,17 +45,26 @@ export interface FastPathOptions {
   features: number;
   /** Interval of the stuck-worker check. */
   checkMs: number;
-  /** Extra workers leave once no worker has been stuck for this long. */
+  /**
+   * Extra workers leave once no worker has been stuck for this long; all of them once
+   * fewer than `minConnections` have been attached for this long.
+   */
   idleMs: number;
+  /** Attached connections from which the workers are wanted (see the header). */
+  minConnections: number;
 }
 
-export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs' | 'features'> = { workers: 2, maxWorkers: 64, checkMs: 50, idleMs: 60_000 };
+export const DEFAULT_FAST_PATH_OPTIONS: Omit<FastPathOptions, 'timeoutMs' | 'features'> = {
+  workers: 2, maxWorkers: 64, checkMs: 50, idleMs: 60_000, minConnections: 2,
+};
 
 /** What the fast path needs from a connection. */
 export interface FastPathClient {
   readonly fd: number;
   /** The connection is the main thread's again (see Handback); `requests` were served meanwhile. */
   resume(handback: Handback, requests: number): void;
+  /** The workers have loaded: hand the connection over now if it is idle on the main thread. */
+  offer(): void;
 }
 
 /** A connection's place on the fast path. */
@@ -86,6 +106,14 @@ export class FastPath {
   #deaths: number[] = [];
   /** When a worker was last seen stuck (performance.now()). */
   #lastStuck = -Infinity;
+  /** Connections are handed over: a worker has loaded since the workers were last wanted. */
+  #active = false;
+  /** Ends the workers once fewer than minConnections have been attached for idleMs. */
+  #leaveTimer: NodeJS.Timeout | null = null;
+  /** Starts the workers if minConnections are still attached one check later. */
+  #startDelay: NodeJS.Timeout | null = null;
+  /** True inside that check. */
+  #settled = false;
   /** Called when the fast path stops working (a worker failed to load): connections stay on the main thread. */
   onDisabled: ((reason: string) => void) | null = null;
 
@@ -94,9 +122,14 @@ export class FastPath {
     for (let slot = MAX_SLOTS - 1; slot >= 0; slot--) this.#free.push(slot);
   }
 
-  /** True while connections may be handed over. */
+  /** True while connections may be attached (whether or not the workers are there). */
   get enabled(): boolean {
     return !this.#disabled && !this.#closed && Atomics.load(this.#flags, Flag.DRAINING) === 0;
+  }
+
+  /** True while connections are handed over: the workers are wanted and one has loaded. */
+  get active(): boolean {
+    return this.#active && this.enabled;
   }
 
   /** Connections being served by a worker right now. */
@@ -120,10 +153,8 @@ export class FastPath {
     Atomics.store(this.#slots, slot, stateWord(generation, Owner.MAIN));
     Atomics.store(this.#served, slot, 0);
     this.#clients[slot] = client;
-    // The workers start with the first connection: an unused helper stays small, and
-    // start-up is not slowed by loading them. Until one has loaded, armed connections wait.
-    if (this.#nextIndex === 0) for (let i = 0; i < this.#options.workers; i++) this.#spawn(false);
-    if (this.#attached++ === 0) this.#startTimer();
+    this.#attached++;
+    this.#demand();
     return { slot, generation };
   }
 
@@ -132,7 +163,7 @@ export class FastPath {
    * when the fast path cannot take it; the caller keeps serving it.
    */
   handOver(ticket: FastPathTicket, fd: number): boolean {
-    if (!this.enabled) return false;
+    if (!this.active) return false;
     Atomics.store(this.#slots, ticket.slot, stateWord(ticket.generation, Owner.ARMED));
     try {
       this.#epoll.arm(fd, slotTag(ticket.slot, ticket.generation));
@@ -165,6 +196,76 @@ export class FastPath {
     Atomics.store(this.#slots, ticket.slot, stateWord(ticket.generation, Owner.MAIN));
     this.#free.push(ticket.slot);
     --this.#attached;
+    this.#demand();
+  }
+
+  /** Starts the workers, or plans their leaving, as the attached connections call for (see the header). */
+  #demand(): void {
+    if (this.#closed || this.#disabled) return;
+    if (this.#attached >= this.#options.minConnections) {
+      if (this.#leaveTimer !== null) clearTimeout(this.#leaveTimer);
+      this.#leaveTimer = null;
+      if (Atomics.load(this.#flags, Flag.LEAVING) !== 0 || this.#workers.length === 0) {
+        // A second connection only for a moment (a readiness probe closing as QEMU
+        // connects) does not start them: it must still be there one check later.
+        if (!this.#settled) {
+          this.#startDelay ??= setTimeout(() => {
+            this.#startDelay = null;
+            this.#settled = true;
+            this.#demand();
+            this.#settled = false;
+          }, this.#options.checkMs);
+          this.#startDelay.unref();
+          return;
+        }
+        Atomics.store(this.#flags, Flag.LEAVING, 0);
+        // Workers still leaving from last time are not counted: they end after their wait.
+        const staying = this.#workers.filter((w) => Atomics.load(w.control, WorkerControl.EXIT) === 0).length;
+        for (let i = staying; i < this.#options.workers; i++) this.#spawn(false);
+        if (this.#workers.some((w) => w.ready && Atomics.load(w.control, WorkerControl.EXIT) === 0)) this.#activate();
+      }
+      this.#startTimer();
+      return;
+    }
+    if (this.#leaveTimer === null && this.#workers.length > 0 && Atomics.load(this.#flags, Flag.LEAVING) === 0) {
+      this.#leaveTimer = setTimeout(() => {
+        this.#leaveTimer = null;
+        if (this.#attached < this.#options.minConnections) this.#leave();
+      }, this.#options.idleMs);
+      this.#leaveTimer.unref();
+    }
+  }
+
+  /** A worker has loaded while the workers are wanted: connections idle on the main thread come over. */
+  #activate(): void {
+    if (this.#active || !this.enabled) return;
+    this.#active = true;
+    for (const client of this.#clients) client?.offer();
+  }
+
+  /** Too few connections for idleMs: every connection back to the main thread, every worker gone. */
+  #leave(): void {
+    this.#active = false;
+    Atomics.store(this.#flags, Flag.LEAVING, 1);
+    // From here a worker hands back whatever it serves instead of re-arming it; the armed
+    // ones come back now.
+    for (let slot = 0; slot < MAX_SLOTS; slot++) {
+      const client = this.#clients[slot];
+      const generation = this.#generations[slot] ?? 0;
+      if (client && this.reclaim({ slot, generation })) {
+        this.#epollRemove(client.fd);
+        client.resume({ kind: 'read' }, Atomics.exchange(this.#served, slot, 0));
+      }
+    }
+    for (const w of this.#workers) Atomics.store(w.control, WorkerControl.EXIT, 1);
+  }
+
+  #epollRemove(fd: number): void {
+    try {
+      this.#epoll.remove(fd);
+    } catch {
+      // not registered
+    }
   }
 
   /** Shutdown: workers hand connections back instead of re-arming them. */
@@ -177,6 +278,8 @@ export class FastPath {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopTimer();
+    if (this.#leaveTimer !== null) clearTimeout(this.#leaveTimer);
+    if (this.#startDelay !== null) clearTimeout(this.#startDelay);
     for (const w of this.#workers) {
       w.worker.removeAllListeners();
       void w.worker.terminate();
@@ -210,6 +313,7 @@ export class FastPath {
   #message(state: WorkerState, message: WorkerMessage): void {
     if (message.type === 'ready') {
       state.ready = true;
+      if (Atomics.load(state.control, WorkerControl.EXIT) === 0 && Atomics.load(this.#flags, Flag.LEAVING) === 0) this.#activate();
       return;
     }
     const slot = tagSlot(message.tag);
@@ -271,12 +375,13 @@ export class FastPath {
     this.#timer = null;
   }
 
-  /** The stuck-worker check (see the header); it runs while connections or extra workers exist. */
+  /** The stuck-worker check (see the header); it runs while workers exist. */
   #check(): void {
-    if (this.#attached === 0 && !this.#workers.some((w) => w.extra)) {
+    if (this.#workers.length === 0) {
       this.#stopTimer();
       return;
     }
+    if (Atomics.load(this.#flags, Flag.LEAVING) !== 0) return;
     let stuck = 0;
     for (const w of this.#workers) {
       const entered = Atomics.load(w.control, WorkerControl.ENTERED) === 1;

@@ -88,6 +88,29 @@ export interface Libc {
   epoll_ctl(epfd: number, op: number, fd: number, event: Uint8Array): number;
   epoll_wait(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number;
   sigaction(signal: number, action: Uint8Array, old: null): number;
+  /**
+   * ioctl's SG_IO form and close, as koffi async calls: they run on one of libuv's
+   * threadpool threads, and `done` runs on the calling thread's loop with the return value
+   * and the errno the call left (docs/internals.md#the-threadpool-lane). A call koffi
+   * cannot queue throws at once.
+   */
+  ioctlAsync(fd: number, request: number, arg: number, done: (rc: number, errno: number) => void): void;
+  closeAsync(fd: number, done: (rc: number, errno: number) => void): void;
+}
+
+const ioctl: any = lib.func('int ioctl(int fd, unsigned long request, uintptr_t arg)');
+const close: any = lib.func('int close(int fd)');
+
+/** EIO: what a call koffi failed to make (not the syscall's own error) is reported as. */
+const EIO = 5;
+
+/** koffi's async callback as (rc, errno); errno is read first thing, where koffi restored it. */
+function asyncDone(done: (rc: number, errno: number) => void): (error: unknown, rc: number) => void {
+  return (error, rc) => {
+    const errno = koffi.errno() as number;
+    if (error) done(-1, EIO);
+    else done(rc, rc < 0 ? errno : 0);
+  };
 }
 
 export const libc: Libc = {
@@ -101,9 +124,9 @@ export const libc: Libc = {
   send: lib.func('long send(int fd, const void *buf, size_t len, int flags)'),
   read: lib.func('long read(int fd, void *buf, size_t len)'),
   write: lib.func('long write(int fd, const void *buf, size_t len)'),
-  close: lib.func('int close(int fd)'),
+  close,
   fcntl: lib.func('int fcntl(int fd, int cmd, long arg)'),
-  ioctl: lib.func('int ioctl(int fd, unsigned long request, uintptr_t arg)'),
+  ioctl,
   getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)'),
   setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
   getrlimit: lib.func('int getrlimit(int resource, void *limit)'),
@@ -145,6 +168,12 @@ export const libc: Libc = {
   epoll_wait: lib.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
   // struct sigaction passed as bytes: only an all-zero one (SIG_DFL) is ever set.
   sigaction: lib.func('int sigaction(int signum, const void *act, void *oldact)'),
+  ioctlAsync: (fd, request, arg, done) => {
+    ioctl.async(fd, request, arg, asyncDone(done));
+  },
+  closeAsync: (fd, done) => {
+    close.async(fd, asyncDone(done));
+  },
 };
 
 /** Reads a uint32 at `offset` of a struct returned by a libc call (null-safe). */

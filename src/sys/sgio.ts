@@ -157,6 +157,68 @@ export function threadSleeping(tid: number): boolean {
   }
 }
 
+/**
+ * ioctl(SG_IO), and the close of the fd after it, as koffi async calls on libuv's
+ * threadpool: no thread of ours, no isolate. The threadpool (4 threads) is shared with
+ * Node itself (fs, dns, the module loader), so the caller keeps at most one call on it at
+ * a time: a hung device then holds one of its threads, never all of them
+ * (docs/internals.md#the-threadpool-lane). The callbacks run on the main thread's loop.
+ */
+export class ThreadpoolSgIo {
+  readonly #area = new SgIoArea();
+  #busy = false;
+
+  /** True from a start until its callback has run. */
+  get busy(): boolean {
+    return this.#busy;
+  }
+
+  /**
+   * Runs `command` on `fd` (borrowed, or with `thenClose` owned and closed right after the
+   * ioctl, before `done`). Throws, with nothing started, when busy, when the command does
+   * not fit the area, or when koffi cannot queue the call.
+   */
+  run(fd: number, command: SgIoCommand, thenClose: boolean, done: (result: SgIoResult) => void): void {
+    if (this.#busy) throw new Error('Cannot start SG_IO: the threadpool call is busy');
+    this.#area.prepare(command);
+    libc.ioctlAsync(fd, SG_IO, this.#area.address, (_rc, errno) => {
+      // Copied out before anything can reuse the area.
+      const result = this.#area.result(errno);
+      if (!thenClose) {
+        this.#busy = false;
+        done(result);
+        return;
+      }
+      this.#closeThen(fd, () => done(result));
+    });
+    this.#busy = true;
+  }
+
+  /** Closes `fd` (owned from now on) on the threadpool; throws, with nothing started, like run(). */
+  close(fd: number, done: () => void): void {
+    if (this.#busy) throw new Error('Cannot close on the threadpool: the call is busy');
+    libc.closeAsync(fd, () => {
+      this.#busy = false;
+      done();
+    });
+    this.#busy = true;
+  }
+
+  #closeThen(fd: number, done: () => void): void {
+    try {
+      libc.closeAsync(fd, () => {
+        this.#busy = false;
+        done();
+      });
+    } catch {
+      // koffi could not queue it (it holds one call of ours at most: not seen). The close
+      // may block, so never on this thread: the fd is left to the process's exit.
+      this.#busy = false;
+      done();
+    }
+  }
+}
+
 const WORKER_URL = new URL('./sgio-thread-main.js', import.meta.url);
 
 /** One SG_IO worker thread with its request area. */

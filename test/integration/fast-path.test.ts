@@ -15,6 +15,7 @@ import {
   REPO_ROOT, startHelper, idleFdCount, loadedSgIoThreads, pollUntil, tempDir, warmBaseline, type Helper,
 } from '../support/launcher.js';
 import { concat, fixedSense96, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
+import { threadCount } from '../support/proc.js';
 
 const INVALID_OPCODE = fixedSense96(0x05, 0x20, 0x00);
 
@@ -35,7 +36,7 @@ after(() => {
   closeSync(devNullRw);
 });
 
-test('whole requests are served by the two fast-path workers: the main thread\'s SG_IO pool never starts', async () => {
+test('with 8 connections two fast-path workers start; a request in pieces, served on the main thread, takes no thread', async () => {
   const h = await startHelper();
   try {
     const clients = await Promise.all(Array.from({ length: 8 }, () => PrClient.connect(h.socketPath)));
@@ -46,16 +47,76 @@ test('whole requests are served by the two fast-path workers: the main thread\'s
       }
     }));
     await pollUntil(() => loadedSgIoThreads(h) >= 2, 'the fast-path workers to load');
-    assert.equal(loadedSgIoThreads(h), 2, 'two SG_IO threads: the fast-path workers');
-    // A CDB in two writes goes to the main thread, whose pool then starts a thread.
+    // Two workers, and at most one pool thread: requests that came while the workers
+    // loaded were served on the main thread, concurrently (the threadpool lane takes one).
+    // (A pool thread started then may still be loading: wait for the count to settle.)
+    let loaded = -1;
+    await pollUntil(async () => {
+      const before = loadedSgIoThreads(h);
+      await sleep(300);
+      loaded = loadedSgIoThreads(h);
+      return loaded === before;
+    }, 'the SG_IO threads to settle');
+    assert.ok(loaded === 2 || loaded === 3, `two fast-path workers and at most one pool thread, not ${loaded}`);
+    // A CDB in two writes goes to the main thread, whose pool runs it on libuv's threadpool
+    // (the lane is free): still no thread of its own.
     const c = clients[0];
     assert.ok(c);
     c.send(prInCdb({ sa: 0, allocationLength: 8 }).subarray(0, 5), [devNull]);
     await sleep(20);
     c.send(prInCdb({ sa: 0, allocationLength: 8 }).subarray(5));
     assert.equal((await c.readResponse(30_000)).status, 2);
-    await pollUntil(() => loadedSgIoThreads(h) >= 3, 'the pool\'s first thread');
+    assert.equal(loadedSgIoThreads(h), loaded, 'the main thread\'s request took no thread');
     for (const client of clients) client.close();
+  } finally {
+    assert.equal(await h.stop(), 0, h.stderr());
+    h.cleanup();
+  }
+});
+
+test('one connection (one VM\'s helper): served on the main thread and libuv\'s threadpool, no thread started, no fd left', async () => {
+  const h = await startHelper();
+  try {
+    // The readiness probe's connection is gone (the fast path waits one check for a second one).
+    const fds = await idleFdCount(h);
+    const threads = threadCount(h.pid);
+    const c = await PrClient.connect(h.socketPath);
+    for (let i = 0; i < 100; i++) {
+      assert.equal((await c.request(prInCdb({ sa: 0, allocationLength: 8 }), devNull)).status, 2, 'SG_IO on /dev/null: ENOTTY');
+    }
+    // PR OUT on a read-only fd: answered without SG_IO, its fd closed on the threadpool.
+    const refused = await c.request(prOutCdb({ sa: 0, paramLength: 24 }), devNull, prOutParams({ saKey: 1n }));
+    assert.deepEqual([refused.status, refused.sense], [2, INVALID_OPCODE]);
+    // And a request in pieces, which a fast-path worker would have handed back.
+    c.send(prInCdb({ sa: 0, allocationLength: 8 }).subarray(0, 5), [devNull]);
+    await sleep(20);
+    c.send(prInCdb({ sa: 0, allocationLength: 8 }).subarray(5));
+    assert.equal((await c.readResponse()).status, 2);
+    assert.equal(loadedSgIoThreads(h), 0, 'no SG_IO thread: no fast-path worker, no pool thread');
+    assert.equal(threadCount(h.pid), threads, 'no thread started (libuv\'s threadpool was already running)');
+    c.close();
+    assert.equal(await idleFdCount(h), fds, 'the helper leaked an fd');
+  } finally {
+    assert.equal(await h.stop(), 0, h.stderr());
+    h.cleanup();
+  }
+});
+
+test('a second connection starts the fast-path workers; requests on both are served', async () => {
+  const h = await startHelper();
+  try {
+    const first = await PrClient.connect(h.socketPath);
+    assert.equal((await first.request(prInCdb({ sa: 0, allocationLength: 8 }), devNull)).status, 2);
+    assert.equal(loadedSgIoThreads(h), 0);
+    const second = await PrClient.connect(h.socketPath);
+    await pollUntil(() => loadedSgIoThreads(h) >= 2, 'the fast-path workers to load');
+    for (let i = 0; i < 20; i++) {
+      const [a, b] = await Promise.all([first, second].map((c) => c.request(prInCdb({ sa: 0, allocationLength: 8 }), devNull)));
+      assert.deepEqual([a?.status, b?.status], [2, 2]);
+    }
+    assert.equal(loadedSgIoThreads(h), 2, 'two workers, no pool thread');
+    first.close();
+    second.close();
   } finally {
     assert.equal(await h.stop(), 0, h.stderr());
     h.cleanup();

@@ -6,10 +6,11 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, openSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, openSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PrClient } from '../support/client.js';
-import { spawnHelper, startHelper, tempDir, warmBaseline, OUR_HELPER, type StartOptions } from '../support/launcher.js';
+import { loadedSgIoThreads, pollUntil, spawnHelper, startHelper, tempDir, warmBaseline, OUR_HELPER, type StartOptions } from '../support/launcher.js';
+import { lingeringSocket } from '../support/lingering.js';
 import { prInCdb } from '../support/builders.js';
 import { readThreadCredentials } from '../../src/privileges/verify.js';
 import type { ThreadCredentials } from '../../src/privileges/thread-status.js';
@@ -118,6 +119,54 @@ describe('privileges on every thread (docs/protocol.md §2)', { skip: notRoot },
     await stop();
   });
 });
+
+describe('the threadpool lane (docs/internals.md#the-threadpool-lane)', { skip: notRoot }, () => {
+  test('root: the libuv threadpool thread that runs a client fd\'s close holds exactly the kept capabilities, as every thread', async () => {
+    const helper = await startHelper({});
+    const lingering = await lingeringSocket(3);
+    try {
+      const client = PrClient.open(helper.socketPath);
+      // The greeting's answer with a lingering fd: the helper discards it, and its close
+      // blocks on the threadpool lane for the linger time (test/support/lingering.ts).
+      process.kill(helper.pid, 'SIGSTOP');
+      client.send(new Uint8Array(4), [lingering.fd]);
+      lingering.drop();
+      process.kill(helper.pid, 'SIGCONT');
+      let closer: number | null = null;
+      await pollUntil(() => {
+        closer = threadIn(helper.pid, CLOSE_SYSCALL);
+        return closer !== null;
+      }, 'a thread blocked in close()');
+      const threads = readThreadCredentials(helper.pid);
+      const thread = threads.find((t) => t.tid === closer);
+      assert.ok(thread, 'the closing thread is listed');
+      assert.equal(loadedSgIoThreads(helper), 0, 'not a thread of ours: one of libuv\'s');
+      for (const t of threads) {
+        assert.deepEqual([t.permitted, t.effective, t.ambient, t.bounding], [KEPT_AS_ROOT, KEPT_AS_ROOT, KEPT_AS_ROOT, 0n], `thread ${t.tid} (${t.name})`);
+      }
+      client.close();
+    } finally {
+      await lingering.dispose();
+      assert.equal(await helper.stop(), 0, helper.stderr());
+      helper.cleanup();
+    }
+  });
+});
+
+/** close(2)'s number, as /proc/PID/task/TID/syscall shows a blocked call. */
+const CLOSE_SYSCALL = process.arch === 'x64' ? 3 : 57;
+
+/** A thread of `pid` blocked in system call `nr`, or null. */
+function threadIn(pid: number, nr: number): number | null {
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1').startsWith(`${nr} `)) return Number(tid);
+    } catch {
+      // gone
+    }
+  }
+  return null;
+}
 
 async function refusal(opts: StartOptions): Promise<{ code: number | string; stderr: string; socketLeft: boolean }> {
   const h = spawnHelper(opts);
