@@ -234,7 +234,7 @@ export class Connection implements FastPathClient {
   #execute(request: PrRequest): void {
     this.#executing = true;
     this.#requests++;
-    this.#watcher.set({ readable: false, writable: false });
+    this.#watcher.pause();
     const { observer, info } = this.#deps;
     // Read while the fd is still open: it is closed as soon as the request settles.
     const device = observer.wantsDevices ? describeDevice(request.fd) : null;

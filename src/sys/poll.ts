@@ -50,11 +50,19 @@ export class FdWatcher {
   #readable = false;
   #writable = false;
   #closed = false;
+  /** Paused by pause(): interest dropped, the poll still armed until it fires. */
+  #paused = false;
   readonly #onReady: (status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean }) => void;
 
   constructor(fd: number, onReady: (r: Readiness) => void) {
     this.fd = fd;
     this.#onReady = (status, ev) => {
+      if (this.#paused) {
+        // Something arrived while paused (a pipelined request, EOF): only now stop for real.
+        this.#paused = false;
+        this.#handle?.stop();
+        return;
+      }
       onReady({
         readable: status >= 0 && ev.readable,
         writable: status >= 0 && ev.writable,
@@ -65,9 +73,34 @@ export class FdWatcher {
     };
   }
 
+  /**
+   * No interest for a while (a request executing), without stopping the poll now: stopping
+   * and starting a uv_poll costs an epoll_ctl each, twice a request. Since the poll is
+   * level-triggered, whatever arrives meanwhile fires it once, and it is stopped then; the
+   * next set() with interest starts it again, or finds it still armed.
+   */
+  pause(): void {
+    if (this.#closed || (!this.#readable && !this.#writable)) return;
+    if (this.#writable) {
+      this.set({ readable: false, writable: false });
+      return;
+    }
+    this.#readable = false;
+    this.#paused = true;
+  }
+
   /** Changes what wakes us; no interest at all stops the poll (it stays allocated). */
   set(interest: Interest): void {
     if (this.#closed) return;
+    if (this.#paused) {
+      this.#paused = false;
+      // Still armed for reading, and nothing arrived meanwhile: nothing to change.
+      if (interest.readable && !interest.writable) {
+        this.#readable = true;
+        return;
+      }
+      this.#handle?.stop();
+    }
     if (interest.readable === this.#readable && interest.writable === this.#writable) return;
     this.#readable = interest.readable;
     this.#writable = interest.writable;
