@@ -73,8 +73,18 @@ async function servingModules() {
   return { ...events, ...requestLog, ...server, ...sgioExecutor, ...sgioPool, ...fastPath, ...mpathExecutor, ...tracer };
 }
 
+/**
+ * libuv starts its threadpool on first use, with UV_THREADPOOL_SIZE threads (4 by default).
+ * Serving, its users are the threadpool lane (one job at a time,
+ * docs/internals.md#the-threadpool-lane) and the module reads of threads as they load: two
+ * threads, one of which stays free while the lane's job is hung. An operator's value wins.
+ */
+const SERVING_THREADPOOL_SIZE = '2';
+
 export function serve(config: ServeConfig): void {
   const { startup } = config;
+  // Read by libuv when the threadpool starts: with the bundle, at the first request.
+  env['UV_THREADPOOL_SIZE'] ??= SERVING_THREADPOOL_SIZE;
   servingModules().then(
     (modules) => serveWith(modules, config),
     (error: unknown) => startup.fail(`Cannot load the server: ${errorMessage(error)}`),

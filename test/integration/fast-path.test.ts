@@ -93,7 +93,10 @@ test('one connection (one VM\'s helper): served on the main thread and libuv\'s 
     c.send(prInCdb({ sa: 0, allocationLength: 8 }).subarray(5));
     assert.equal((await c.readResponse()).status, 2);
     assert.equal(loadedSgIoThreads(h), 0, 'no SG_IO thread: no fast-path worker, no pool thread');
-    assert.equal(threadCount(h.pid), threads, 'no thread started (libuv\'s threadpool was already running)');
+    // libuv's threadpool: already running (the per-module layout's ES module loader uses it),
+    // or started by the lane's first job with the serving image's UV_THREADPOOL_SIZE of 2.
+    const grown = threadCount(h.pid) - threads;
+    assert.ok(grown === 0 || grown === 2, `no thread started beyond libuv's threadpool of 2 (${grown} more)`);
     c.close();
     assert.equal(await idleFdCount(h), fds, 'the helper leaked an fd');
   } finally {
