@@ -47,8 +47,11 @@ test('with 8 connections two fast-path workers start; a request in pieces, serve
       }
     }));
     await pollUntil(() => loadedSgIoThreads(h) >= 2, 'the fast-path workers to load');
-    // Two workers, and at most one pool thread: requests that came while the workers
-    // loaded were served on the main thread, concurrently (the threadpool lane takes one).
+    // Two workers, and at most two pool threads: requests that came while the workers
+    // loaded were served on the main thread, concurrently (the threadpool lane takes one;
+    // a job that finds it busy starts a pool thread, and commands queued while that one is
+    // busy a second: the pool's throughput bound, src/exec/sgio-pool.ts, reached or not
+    // depending on how long the workers take to load; seen both ways in npm test).
     // (A pool thread started then may still be loading: wait for the count to settle.)
     let loaded = -1;
     await pollUntil(async () => {
@@ -57,7 +60,7 @@ test('with 8 connections two fast-path workers start; a request in pieces, serve
       loaded = loadedSgIoThreads(h);
       return loaded === before;
     }, 'the SG_IO threads to settle');
-    assert.ok(loaded === 2 || loaded === 3, `two fast-path workers and at most one pool thread, not ${loaded}`);
+    assert.ok(loaded >= 2 && loaded <= 4, `two fast-path workers and at most two pool threads, not ${loaded}`);
     // A CDB in two writes goes to the main thread, whose pool runs it on libuv's threadpool
     // (the lane is free): still no thread of its own.
     const c = clients[0];
