@@ -191,25 +191,20 @@ export class RequestLog implements ServerObserver {
    * message), limited like the rest: counted under its reason with the numbers blanked.
    */
   error(text: string): void {
-    this.#limited({
-      kind: `error ${reasonKind(text)}`,
-      line: { level: 'error', text },
-      summary: (count, example) => ({
-        level: 'error', text: `${count} more error(s) like this in the last ${seconds(this.#limits)}, e.g. ${example.text}`,
-      }),
-    });
+    this.#outside('error', text);
   }
 
-  /**
-   * A per-event warning from outside the event stream (a correction made on a guest's
-   * behalf), limited like error().
-   */
+  /** A per-event warning from outside the event stream (a correction made on a guest's behalf), limited like error(). */
   warning(text: string): void {
+    this.#outside('warning', text);
+  }
+
+  #outside(level: LogLine['level'], text: string): void {
     this.#limited({
-      kind: `warning ${reasonKind(text)}`,
-      line: { level: 'warning', text },
+      kind: `${level} ${reasonKind(text)}`,
+      line: { level, text },
       summary: (count, example) => ({
-        level: 'warning', text: `${count} more warning(s) like this in the last ${seconds(this.#limits)}, e.g. ${example.text}`,
+        level, text: `${count} more ${level}(s) like this in the last ${seconds(this.#limits)}, e.g. ${example.text}`,
       }),
     });
   }

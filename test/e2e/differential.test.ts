@@ -13,23 +13,15 @@ import { describe, test, before, after } from 'node:test';
 import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { ConnectionClosed, PrClient } from '../support/client.js';
-import { cleanupCdb, prInCdb, prOutCdb, prOutParams, type Response } from '../support/builders.js';
+import { cleanupCdb, prOutCdb, prOutParams, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, QEMU11_PR_HELPER, ourHelper, referenceHelper, resetDisk, log } from './lib/env.js';
 import { DeviceFd, PR_IN, PR_OUT, PR_TYPE, hex, registerAndMoveParams, sasTransportId, senseTriple } from './lib/pr.js';
+import { generationRelative, inStep, outStep, type Step } from './lib/sequence.js';
 
 const skip = skipReason(2);
 
-interface Step {
-  name: string;
-  dev: string;
-  cdb: Uint8Array;
-  params?: Uint8Array;
-}
 
-const inStep = (name: string, dev: string, sa: number, alloc = 1024): Step => ({ name, dev, cdb: prInCdb({ sa, allocationLength: alloc }) });
-const outStep = (name: string, dev: string, sa: number, params: Uint8Array, type = 0): Step =>
-  ({ name, dev, cdb: prOutCdb({ sa, type, paramLength: params.length }), params });
 
 function sequence(): Step[] {
   const tidA = sasTransportId(E2E.initiators[0] ?? 0n);
@@ -81,17 +73,6 @@ interface Run {
   features: number | null;
   responses: Response[];
   cleanup: string;
-}
-
-/** Generation (bytes 0..3 of READ KEYS / RESERVATION / FULL STATUS) relative to `base`. */
-function normalise(step: Step, r: Response, base: number): Uint8Array {
-  const d = r.data.slice();
-  const sa = (step.cdb[1] ?? 0) & 0x1f;
-  if (step.cdb[0] === 0x5e && sa !== PR_IN.REPORT_CAPABILITIES && d.length >= 4) {
-    const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
-    dv.setUint32(0, (dv.getUint32(0) - base) >>> 0);
-  }
-  return d;
 }
 
 describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk', { skip }, () => {
@@ -192,7 +173,7 @@ describe('differential: Debian\'s C qemu-pr-helper vs ours on the same LIO disk'
       const what = `status 0x${ro.status.toString(16)} size ${ro.size}${ro.status === 2 ? ` sense ${k.toString(16)}/${asc.toString(16)}/${ascq.toString(16)}` : ''}`;
       assert.equal(ro.status, rc.status, `${s.name}: status`);
       assert.equal(ro.size, rc.size, `${s.name}: size`);
-      assert.equal(hex(normalise(s, ro, go)), hex(normalise(s, rc, gc)), `${s.name}: data (generation relative)`);
+      assert.equal(hex(generationRelative(s, ro, go)), hex(generationRelative(s, rc, gc)), `${s.name}: data (generation relative)`);
       if (s.dev.endsWith('-ro') && s.cdb[0] === 0x5f) {
         // docs/protocol.md §9 item 5: the C helper builds 18 bytes and sends 78 uninitialised ones
         assert.equal(hex(ro.sense.slice(0, 18)), hex(rc.sense.slice(0, 18)), `${s.name}: sense bytes 0..17`);

@@ -14,11 +14,14 @@ import { describe, test, before, after } from 'node:test';
 import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { PrClient } from '../support/client.js';
-import { prInCdb, prOutCdb, prOutParams, type Response } from '../support/builders.js';
+import { prOutCdb, prOutParams, type Response } from '../support/builders.js';
 import { startHelper, type Helper } from '../support/launcher.js';
 import { E2E, skipReason, QEMU11_PR_HELPER, resetDisk, log, stopLogged, drainUnitAttentionsOn } from './lib/env.js';
 import { DeviceFd, PR_IN, PR_OUT, PR_TYPE, hex, registerAndMoveParams, sasTransportId, senseTriple } from './lib/pr.js';
 import { MultipathMap, PatientPrOps, multipathd } from './lib/multipath.js';
+import { generationRelative, inStep, outStep, type Step as SequenceStep } from './lib/sequence.js';
+
+type Step = SequenceStep<'M' | 'M-ro' | 'X'>;
 
 const LIBRARY = '/opt/mpt-0.14.3/lib64/libmpathpersist.so.0';
 const SBIN = '/opt/mpt-0.14.3/sbin';
@@ -35,16 +38,7 @@ function baseSkip(): string | false {
 }
 const skip = baseSkip();
 
-interface Step {
-  name: string;
-  dev: 'M' | 'M-ro' | 'X';
-  cdb: Uint8Array;
-  params?: Uint8Array;
-}
 
-const inStep = (name: string, dev: Step['dev'], sa: number, alloc = 1024): Step => ({ name, dev, cdb: prInCdb({ sa, allocationLength: alloc }) });
-const outStep = (name: string, dev: Step['dev'], sa: number, params: Uint8Array, type = 0): Step =>
-  ({ name, dev, cdb: prOutCdb({ sa, type, paramLength: params.length }), params });
 const WE_RO = PR_TYPE.WRITE_EXCLUSIVE_REGISTRANTS_ONLY;
 
 function sequence(): Step[] {
@@ -85,17 +79,6 @@ function sequence(): Step[] {
     inStep('READ RESERVATION after the migration', 'M', PR_IN.READ_RESERVATION),
     outStep('CLEAR map', 'M', PR_OUT.CLEAR, prOutParams({ key: 0xe5n })),
   ];
-}
-
-/** Generation (bytes 0..3 of READ KEYS / RESERVATION / FULL STATUS) relative to `base`. */
-function normalise(step: Step, r: Response, base: number): Uint8Array {
-  const d = r.data.slice();
-  const sa = (step.cdb[1] ?? 0) & 0x1f;
-  if (step.cdb[0] === 0x5e && sa !== PR_IN.REPORT_CAPABILITIES && r.status === 0 && d.length >= 4) {
-    const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
-    dv.setUint32(0, (dv.getUint32(0) - base) >>> 0);
-  }
-  return d;
 }
 
 const describeResponse = (r: Response): string => {
@@ -191,13 +174,13 @@ describe("differential on a dm-multipath map: QEMU 11's C helper vs ours, both w
         log(`MPATH-DIFF ${line}  allowed: docs/differences.md (READ FULL STATUS on a map)`);
         return;
       }
-      const same = ro.status === rc.status && ro.size === rc.size && hex(normalise(s, ro, go)) === hex(normalise(s, rc, gc));
+      const same = ro.status === rc.status && ro.size === rc.size && hex(generationRelative(s, ro, go)) === hex(generationRelative(s, rc, gc));
       const roRefusal = s.dev === 'M-ro' && s.cdb[0] === 0x5f;
       const senseSame = roRefusal ? hex(ro.sense.slice(0, 18)) === hex(rc.sense.slice(0, 18)) : hex(ro.sense) === hex(rc.sense);
       const tail = roRefusal && hex(ro.sense.slice(18)) !== hex(rc.sense.slice(18)) ? '  allowed: sense bytes 18..95 (docs/protocol.md §9 item 5)' : '';
       log(`MPATH-DIFF ${line}  ${same && senseSame ? 'same' : 'DIFFERENT'}${tail}`);
       if (!same || !senseSame) {
-        mismatches.push(`${s.name}: C11 ${describeResponse(rc)} data ${hex(normalise(s, rc, gc)).slice(0, 64)}; ours ${describeResponse(ro)} data ${hex(normalise(s, ro, go)).slice(0, 64)}`);
+        mismatches.push(`${s.name}: C11 ${describeResponse(rc)} data ${hex(generationRelative(s, rc, gc)).slice(0, 64)}; ours ${describeResponse(ro)} data ${hex(generationRelative(s, ro, go)).slice(0, 64)}`);
       }
     });
     assert.deepEqual(mismatches, [], 'every response but the listed deviations is the same');
