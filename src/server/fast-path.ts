@@ -112,8 +112,6 @@ export class FastPath {
   #leaveTimer: NodeJS.Timeout | null = null;
   /** Starts the workers if minConnections are still attached one check later. */
   #startDelay: NodeJS.Timeout | null = null;
-  /** True inside that check. */
-  #settled = false;
   /** Called when the fast path stops working (a worker failed to load): connections stay on the main thread. */
   onDisabled: ((reason: string) => void) | null = null;
 
@@ -199,8 +197,11 @@ export class FastPath {
     this.#demand();
   }
 
-  /** Starts the workers, or plans their leaving, as the attached connections call for (see the header). */
-  #demand(): void {
+  /**
+   * Starts the workers, or plans their leaving, as the attached connections call for (see
+   * the header). `settled`: called from the start delay, one check after they were wanted.
+   */
+  #demand(settled = false): void {
     if (this.#closed || this.#disabled) return;
     if (this.#attached >= this.#options.minConnections) {
       if (this.#leaveTimer !== null) clearTimeout(this.#leaveTimer);
@@ -208,12 +209,10 @@ export class FastPath {
       if (Atomics.load(this.#flags, Flag.LEAVING) !== 0 || this.#workers.length === 0) {
         // A second connection only for a moment (a readiness probe closing as QEMU
         // connects) does not start them: it must still be there one check later.
-        if (!this.#settled) {
+        if (!settled) {
           this.#startDelay ??= setTimeout(() => {
             this.#startDelay = null;
-            this.#settled = true;
-            this.#demand();
-            this.#settled = false;
+            this.#demand(true);
           }, this.#options.checkMs);
           this.#startDelay.unref();
           return;
@@ -249,22 +248,22 @@ export class FastPath {
     Atomics.store(this.#flags, Flag.LEAVING, 1);
     // From here a worker hands back whatever it serves instead of re-arming it; the armed
     // ones come back now.
+    this.#returnArmed();
+    for (const w of this.#workers) Atomics.store(w.control, WorkerControl.EXIT, 1);
+  }
+
+  /**
+   * Every connection armed in the epoll set (no worker has it) back to the main thread,
+   * out of the set, so that a later handOver can arm it again.
+   */
+  #returnArmed(): void {
     for (let slot = 0; slot < MAX_SLOTS; slot++) {
       const client = this.#clients[slot];
       const generation = this.#generations[slot] ?? 0;
       if (client && this.reclaim({ slot, generation })) {
-        this.#epollRemove(client.fd);
+        this.#epoll.remove(client.fd);
         client.resume({ kind: 'read' }, Atomics.exchange(this.#served, slot, 0));
       }
-    }
-    for (const w of this.#workers) Atomics.store(w.control, WorkerControl.EXIT, 1);
-  }
-
-  #epollRemove(fd: number): void {
-    try {
-      this.#epoll.remove(fd);
-    } catch {
-      // not registered
     }
   }
 
@@ -355,13 +354,7 @@ export class FastPath {
     if (this.#disabled) return;
     this.#disabled = true;
     this.onDisabled?.(reason);
-    for (let slot = 0; slot < MAX_SLOTS; slot++) {
-      const client = this.#clients[slot];
-      const generation = this.#generations[slot] ?? 0;
-      if (client && this.reclaim({ slot, generation })) {
-        client.resume({ kind: 'read' }, Atomics.exchange(this.#served, slot, 0));
-      }
-    }
+    this.#returnArmed();
   }
 
   #startTimer(): void {

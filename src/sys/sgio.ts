@@ -166,12 +166,8 @@ export function threadSleeping(tid: number): boolean {
  */
 export class ThreadpoolSgIo {
   readonly #area = new SgIoArea();
-  #busy = false;
-
   /** True from a start until its callback has run. */
-  get busy(): boolean {
-    return this.#busy;
-  }
+  #busy = false;
 
   /**
    * Runs `command` on `fd` (borrowed, or with `thenClose` owned and closed right after the
@@ -185,11 +181,16 @@ export class ThreadpoolSgIo {
       // Copied out before anything can reuse the area.
       const result = this.#area.result(errno);
       if (!thenClose) {
-        this.#busy = false;
-        done(result);
+        this.#finish(() => done(result));
         return;
       }
-      this.#closeThen(fd, () => done(result));
+      try {
+        this.#closeAsync(fd, () => done(result));
+      } catch {
+        // koffi could not queue it (it holds one call of ours at most: not seen). The close
+        // may block, so never on this thread: the fd is left to the process's exit.
+        this.#finish(() => done(result));
+      }
     });
     this.#busy = true;
   }
@@ -197,25 +198,17 @@ export class ThreadpoolSgIo {
   /** Closes `fd` (owned from now on) on the threadpool; throws, with nothing started, like run(). */
   close(fd: number, done: () => void): void {
     if (this.#busy) throw new Error('Cannot close on the threadpool: the call is busy');
-    libc.closeAsync(fd, () => {
-      this.#busy = false;
-      done();
-    });
+    this.#closeAsync(fd, done);
     this.#busy = true;
   }
 
-  #closeThen(fd: number, done: () => void): void {
-    try {
-      libc.closeAsync(fd, () => {
-        this.#busy = false;
-        done();
-      });
-    } catch {
-      // koffi could not queue it (it holds one call of ours at most: not seen). The close
-      // may block, so never on this thread: the fd is left to the process's exit.
-      this.#busy = false;
-      done();
-    }
+  #closeAsync(fd: number, done: () => void): void {
+    libc.closeAsync(fd, () => this.#finish(done));
+  }
+
+  #finish(done: () => void): void {
+    this.#busy = false;
+    done();
   }
 }
 
