@@ -2,9 +2,9 @@
  * The contract every executor honours (docs/protocol.md §3.7):
  * - `execute` never rejects for a SCSI failure: every device or OS error is a ScsiOutcome
  *   (status + sense). A rejection means a bug, and the connection is dropped.
- * - the request's fd is the executor's: it is closed, through an FdCloser, before the
- *   promise settles, whether it fulfils or rejects (docs/protocol.md §3.5 row 7: closed before the
- *   response is sent).
+ * - the request's fd is the executor's: by the time the promise settles, whether it fulfils
+ *   or rejects, it is closed or in an FdCloser's hands, closing (docs/protocol.md §3.5 row 7:
+ *   the threadpool lane answers first and closes right after, ahead of its next job).
  * - it never blocks the event loop; a slow device delays only its own request.
  * Response size limits are enforced when the response is encoded, whatever the outcome says.
  *

@@ -110,7 +110,7 @@ export class SgIoExecutor implements ScsiExecutor {
       await this.#runner.release(request.fd);
       return plan.outcome;
     }
-    // The ioctl and the close on one thread, in one hand-off.
+    // The ioctl and the close in one hand-off (on the lane, the close follows the answer).
     return sgIoOutcome(request, await this.#runner.runAndRelease(request.fd, plan.command));
   }
 
@@ -121,8 +121,8 @@ export class SgIoExecutor implements ScsiExecutor {
 
 /**
  * Executes `request` synchronously on this thread (a fast-path worker), `run` doing the
- * ioctl. As with ScsiExecutor.execute, the fd is closed before the answer exists: the
- * reference closes it before it responds (docs/protocol.md §3.5 row 7).
+ * ioctl. The fd is closed before the answer exists, as the reference closes it before it
+ * responds (docs/protocol.md §3.5 row 7).
  */
 export function executeHere(request: PrRequest, timeoutMs: number, run: (fd: number, command: SgIoCommand) => SgIoResult): ScsiOutcome {
   try {

@@ -20,8 +20,11 @@
  *
  * With `threadpool`, the threads above are the second resort: a job first goes to the
  * threadpool lane, one koffi async call at a time on libuv's threadpool, which needs no
- * thread of ours (docs/internals.md#the-threadpool-lane). A job that finds the lane busy
- * goes to the threads, which then start on demand. A lane job outstanding for `stallMs`
+ * thread of ours (docs/internals.md#the-threadpool-lane). An SG_IO job there is answered
+ * once its ioctl returns; the close of its fd follows on the lane, as the next job. A job
+ * that finds the lane busy with an ioctl goes to the threads, which then start on demand;
+ * one that finds it closing waits for the close (microseconds) unless that is stuck, when
+ * a thread starts for the waiting jobs. A lane job outstanding for `stallMs`
  * is stuck: the threads started meanwhile stay while it is, as they do while one of them
  * is stuck; but none is started ahead for it, as for a stuck thread: one connection sends
  * nothing more until it is answered, and more connections are the fast path's
@@ -136,8 +139,9 @@ export class SgIoPool {
   }
 
   /**
-   * Runs `command` on `fd`, which the pool owns from now on: the same thread closes it
-   * right after the ioctl (see release()), before the promise settles either way.
+   * Runs `command` on `fd`, which the pool owns from now on, and closes it right after the
+   * ioctl (see release()): a thread of the pool before the promise settles; the lane after
+   * it, as its next job (docs/protocol.md §3.5 row 7).
    */
   runAndRelease(fd: number, command: SgIoCommand): Promise<SgIoResult> {
     if (this.#closed) {
@@ -191,7 +195,16 @@ export class SgIoPool {
   }
 
   #submit(job: Job): void {
-    if (this.#lane !== null && this.#laneJob === null && this.#toLane(this.#lane, job)) return;
+    if (this.#lane !== null) {
+      if (this.#laneJob === null && this.#toLane(this.#lane, job)) return;
+      // A close takes microseconds unless it blocks: wait behind it, not for a thread to
+      // load, until it counts as stuck (#check then starts a thread for the queue).
+      if (this.#laneJob?.kind === 'close' && !this.#laneStuck(Date.now()) && !this.#slots.some((s) => s.ready && s.job === null)) {
+        this.#queue.push(job);
+        this.#armCheck();
+        return;
+      }
+    }
     const slot = this.#slots.find((s) => s.ready && s.job === null);
     if (slot) {
       this.#dispatch(slot, job);
@@ -205,12 +218,16 @@ export class SgIoPool {
 
   /** Starts `job` on the lane; false when it cannot (it then goes to the threads). */
   #toLane(lane: ThreadpoolSgIo, job: Job): boolean {
-    const finished = (): void => {
+    const finished = (closeNext: number | null = null): void => {
       this.#laneJob = null;
       this.#running--;
-      // A job queued for a thread still loading takes the lane instead.
-      const next = this.#closed ? undefined : this.#queue.shift();
-      if (next !== undefined && !this.#toLane(lane, next)) this.#queue.unshift(next);
+      if (closeNext !== null) {
+        this.#closeOnLane(lane, closeNext);
+      } else {
+        // A job queued for a thread still loading takes the lane instead.
+        const next = this.#closed ? undefined : this.#queue.shift();
+        if (next !== undefined && !this.#toLane(lane, next)) this.#queue.unshift(next);
+      }
       if (this.#running === 0) this.#watcher.ref(false);
     };
     try {
@@ -221,8 +238,11 @@ export class SgIoPool {
           job.resolve();
         });
       } else {
-        lane.run(job.fd, job.command, job.thenClose, (result) => {
-          finished();
+        lane.run(job.fd, job.command, (result) => {
+          // The answer does not wait for the close (docs/protocol.md §3.5 row 7): one
+          // threadpool round trip less on its path. The close takes the lane first, ahead
+          // of any job queued meanwhile; the pool owns the fd until it is closed.
+          finished(job.thenClose ? job.fd : null);
           job.resolve(result);
         });
       }
@@ -235,6 +255,15 @@ export class SgIoPool {
     this.#running++;
     this.#armCheck();
     return true;
+  }
+
+  /** Closes `fd` (the pool's) on the free lane; on a thread if koffi cannot queue it. */
+  #closeOnLane(lane: ThreadpoolSgIo, fd: number): void {
+    this.#closing++;
+    const job: CloseJob = { kind: 'close', fd, resolve: () => {} };
+    if (this.#toLane(lane, job)) return;
+    if (this.#closed) this.#closing--; // left to the process's exit, as after close()
+    else this.#submit(job);
   }
 
   /** Runs a hook; a throwing hook costs nothing. */
@@ -334,7 +363,8 @@ export class SgIoPool {
         if (now - s.enteredSeenAt >= this.#options.stallMs && s.thread.sleeping) stuck++;
       }
     }
-    if (stuck === 0) return;
+    // Jobs queued behind a close on the lane (#submit) need a thread once it is stuck.
+    if (stuck === 0 && !(this.#laneStuck(now) && this.#queue.length > 0)) return;
     if (free === 0 && this.#slots.length < this.#options.maxThreads) this.#spawn();
   }
 

@@ -5,10 +5,11 @@
  * afterwards (pipelined requests wait in the socket buffer).
  *
  * fd ownership: the connection owns its socket and every fd received on it until closed.
- * A request's fd is closed as soon as its execution settles, before the response is sent
- * (docs/protocol.md §3.5 row 7), even if the connection is gone by then. Every one of them, the socket
- * included (it may hold fds in flight), is closed through the FdCloser, off the main
- * thread: a client's fd whose close() blocks holds only its own connection.
+ * A request's fd is the executor's, closed even if the connection is gone by then: before
+ * the response, or on the threadpool lane right after it (src/exec/executor.ts,
+ * docs/protocol.md §3.5 row 7). Every fd, the socket included (it may hold fds in flight),
+ * is closed through the FdCloser, off the main thread: a client's fd whose close() blocks
+ * holds only its own connection.
  */
 import { Session, type PrRequest, type Step } from '../protocol/session.js';
 import type { FdCloser, ScsiExecutor } from '../exec/executor.js';

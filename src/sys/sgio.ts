@@ -158,11 +158,11 @@ export function threadSleeping(tid: number): boolean {
 }
 
 /**
- * ioctl(SG_IO), and the close of the fd after it, as koffi async calls on libuv's
- * threadpool: no thread of ours, no isolate. The threadpool (4 threads) is shared with
- * Node itself (fs, dns, the module loader), so the caller keeps at most one call on it at
- * a time: a hung device then holds one of its threads, never all of them
- * (docs/internals.md#the-threadpool-lane). The callbacks run on the main thread's loop.
+ * ioctl(SG_IO), and close of a client's fd, as koffi async calls on libuv's threadpool: no
+ * thread of ours, no isolate. The threadpool is shared with Node itself (fs, dns, the
+ * module loader), so the caller keeps at most one call on it at a time: a hung device then
+ * holds one of its threads, never all of them (docs/internals.md#the-threadpool-lane). The
+ * callbacks run on the main thread's loop.
  */
 export class ThreadpoolSgIo {
   readonly #area = new SgIoArea();
@@ -170,27 +170,17 @@ export class ThreadpoolSgIo {
   #busy = false;
 
   /**
-   * Runs `command` on `fd` (borrowed, or with `thenClose` owned and closed right after the
-   * ioctl, before `done`). Throws, with nothing started, when busy, when the command does
-   * not fit the area, or when koffi cannot queue the call.
+   * Runs `command` on `fd` (borrowed). Throws, with nothing started, when busy, when the
+   * command does not fit the area, or when koffi cannot queue the call.
    */
-  run(fd: number, command: SgIoCommand, thenClose: boolean, done: (result: SgIoResult) => void): void {
+  run(fd: number, command: SgIoCommand, done: (result: SgIoResult) => void): void {
     if (this.#busy) throw new Error('Cannot start SG_IO: the threadpool call is busy');
     this.#area.prepare(command);
     libc.ioctlAsync(fd, SG_IO, this.#area.address, (_rc, errno) => {
       // Copied out before anything can reuse the area.
       const result = this.#area.result(errno);
-      if (!thenClose) {
-        this.#finish(() => done(result));
-        return;
-      }
-      try {
-        this.#closeAsync(fd, () => done(result));
-      } catch {
-        // koffi could not queue it (it holds one call of ours at most: not seen). The close
-        // may block, so never on this thread: the fd is left to the process's exit.
-        this.#finish(() => done(result));
-      }
+      this.#busy = false;
+      done(result);
     });
     this.#busy = true;
   }
@@ -198,17 +188,11 @@ export class ThreadpoolSgIo {
   /** Closes `fd` (owned from now on) on the threadpool; throws, with nothing started, like run(). */
   close(fd: number, done: () => void): void {
     if (this.#busy) throw new Error('Cannot close on the threadpool: the call is busy');
-    this.#closeAsync(fd, done);
+    libc.closeAsync(fd, () => {
+      this.#busy = false;
+      done();
+    });
     this.#busy = true;
-  }
-
-  #closeAsync(fd: number, done: () => void): void {
-    libc.closeAsync(fd, () => this.#finish(done));
-  }
-
-  #finish(done: () => void): void {
-    this.#busy = false;
-    done();
   }
 }
 

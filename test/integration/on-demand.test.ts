@@ -76,10 +76,10 @@ test('the lane: 200 sequential SG_IO-then-close and close jobs start no thread, 
       const fd = devNullCopy();
       const result = await pool.runAndRelease(fd, COMMAND);
       assert.equal(result.error, 'ENOTTY', 'SG_IO on /dev/null');
-      assert.equal(isOpenFd(fd), false, 'closed before the result');
+      // The answer comes first, the close right after it on the lane, ahead of the next job.
       const other = devNullCopy();
       await pool.release(other);
-      assert.equal(isOpenFd(other), false);
+      assert.equal(readdirSync('/proc/self/fd').length, fdsBefore, 'both closed once the next job is done');
     }
     assert.equal(pool.threadCount, 0, 'no thread of ours');
     assert.equal(pool.inFlight, 0);
@@ -89,7 +89,7 @@ test('the lane: 200 sequential SG_IO-then-close and close jobs start no thread, 
   }
 });
 
-test('the lane busy (a close that blocks): the next job goes to a thread, started then, and is answered meanwhile', async () => {
+test('the lane busy with a close that blocks: the next job waits until it is stuck, then goes to a thread started for it, and is answered meanwhile', async () => {
   const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true, idleMs: 1000 });
   const lingering = await lingeringFd();
   try {
@@ -110,6 +110,30 @@ test('the lane busy (a close that blocks): the next job goes to a thread, starte
     const again = devNullCopy();
     assert.equal((await pool.runAndRelease(again, COMMAND)).error, 'ENOTTY');
     await pollUntil(() => pool.threadCount === 0, 'the idle thread to leave', 10_000);
+  } finally {
+    pool.close();
+    await lingering.dispose();
+  }
+});
+
+test('SG_IO on the lane is answered before its fd is closed; a close that then blocks holds the next job only until it is stuck', async () => {
+  const stallMs = 50;
+  const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true, idleMs: 1000, stallMs });
+  const lingering = await lingeringFd();
+  try {
+    const result = await pool.runAndRelease(lingering.fd, COMMAND);
+    assert.equal(result.error, 'ENOTTY', 'SG_IO on a socket');
+    // (closed() turns true as soon as close(2) has started: the fd leaves the table first.)
+    assert.equal(pool.laneBusy, true, 'answered with its close on the lane');
+    assert.equal(pool.inFlight, 0, 'a close is not a request');
+    const started = Date.now();
+    const fd = devNullCopy();
+    assert.equal((await pool.runAndRelease(fd, COMMAND)).error, 'ENOTTY');
+    assert.ok(Date.now() - started >= stallMs, 'waited behind the close until it was stuck');
+    assert.equal(pool.laneBusy, true, 'answered while the close still blocks');
+    assert.equal(pool.threadCount, 1, 'one thread, started for it');
+    await pollUntil(() => !pool.laneBusy, 'the close to return', (LINGER_S + 5) * 1000);
+    assert.equal(lingering.closed(), true);
   } finally {
     pool.close();
     await lingering.dispose();
