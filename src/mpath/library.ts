@@ -11,6 +11,7 @@ import { MPATH_PRIN_RCAP_SA } from './abi.js';
 import type { MpathReply, MpathRequest, PrOutArguments, PrinResponse } from './types.js';
 import type { MultipathToolsVersion } from './path-repair.js';
 import { workerThreads } from '../util/builtins.js';
+import { workerEntry } from '../util/worker-entry.js';
 
 /**
  * `struct prin_resp` as the library left it for READ KEYS, READ RESERVATION or REPORT
@@ -106,8 +107,8 @@ function asVersion(value: unknown): MultipathToolsVersion | null {
   return typeof a === 'number' && typeof b === 'number' && typeof c === 'number' ? [a, b, c] : null;
 }
 
-const PROBE_URL = new URL('./probe-main.js', import.meta.url);
-const WORKER_URL = new URL('./thread-main.js', import.meta.url);
+const PROBE_URL = workerEntry(new URL('./probe-main.js', import.meta.url));
+const WORKER_URL = workerEntry(new URL('./thread-main.js', import.meta.url));
 
 type Pending = (reply: MpathReply) => void;
 

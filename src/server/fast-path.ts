@@ -34,6 +34,7 @@ import {
   Flag, GENERATION_MASK, MAX_SLOTS, Owner, WorkerControl, slotTag, stateWord, tagGeneration, tagSlot,
   type Handback, type WorkerData, type WorkerMessage,
 } from './fast-path-shared.js';
+import { workerEntry } from '../util/worker-entry.js';
 
 export interface FastPathOptions {
   /** Workers kept free for new requests. */
@@ -84,7 +85,7 @@ interface WorkerState {
   stuck: boolean;
 }
 
-const WORKER_URL = new URL('./fast-path-worker.js', import.meta.url);
+const WORKER_URL = workerEntry(new URL('./fast-path-worker.js', import.meta.url));
 
 export class FastPath {
   readonly #options: FastPathOptions;

@@ -13,6 +13,7 @@ import {
   SG_IO, SG_IO_HDR, SG_INTERFACE_ID, SG_DXFER_NONE, SG_DXFER_TO_DEV, SG_DXFER_FROM_DEV,
 } from './layouts.js';
 import { Control, Op, State } from './sgio-control.js';
+import { workerEntry } from '../util/worker-entry.js';
 
 /** Sizes of the request area; the protocol layer never asks for more. */
 export const SGIO_MAX_CDB = 16;
@@ -196,7 +197,7 @@ export class ThreadpoolSgIo {
   }
 }
 
-const WORKER_URL = new URL('./sgio-thread-main.js', import.meta.url);
+const WORKER_URL = workerEntry(new URL('./sgio-thread-main.js', import.meta.url));
 
 /** One SG_IO worker thread with its request area. */
 export class SgIoThread {

@@ -14,6 +14,8 @@ import {
   utimesSync, writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { workerEntry } from '../../src/util/worker-entry.js';
 import { OUR_HELPER, REPO_ROOT, tempDir } from '../support/launcher.js';
 
 const ENTRY = join(realpathSync(REPO_ROOT), 'dist', 'src', 'cli', 'entry.cjs');
@@ -185,6 +187,37 @@ describe('src/cli/entry.cts', () => {
       assert.equal(which(), 'no-inspector modules', 'a tsc build since the bundle');
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('src/util/worker-entry.ts', () => {
+  test('a worker starts from x.bundle.cjs while it is at least as new as x.js, else from x.js', () => {
+    const dir = tempDir('prh-worker-entry-');
+    try {
+      const t = Date.now() / 1000;
+      const entry = (name: string, bundle: number | null, module = t): URL => {
+        writeFileSync(join(dir, `${name}.js`), '');
+        utimesSync(join(dir, `${name}.js`), module, module);
+        if (bundle !== null) {
+          writeFileSync(join(dir, `${name}.bundle.cjs`), '');
+          utimesSync(join(dir, `${name}.bundle.cjs`), bundle, bundle);
+        }
+        return workerEntry(pathToFileURL(join(dir, `${name}.js`)));
+      };
+      assert.equal(entry('none', null).href, pathToFileURL(join(dir, 'none.js')).href, 'no bundle');
+      assert.equal(entry('newer', t + 10).href, pathToFileURL(join(dir, 'newer.bundle.cjs')).href, 'newer bundle');
+      assert.equal(entry('same', t).href, pathToFileURL(join(dir, 'same.bundle.cjs')).href, 'same time (an npm tarball)');
+      assert.equal(entry('older', t - 10).href, pathToFileURL(join(dir, 'older.js')).href, 'a tsc build since the bundle');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('after npm run build, every worker entry module has its current bundle', () => {
+    for (const entry of ['server/fast-path-worker', 'sys/sgio-thread-main', 'mpath/thread-main', 'mpath/probe-main']) {
+      const module = pathToFileURL(join(REPO_ROOT, 'dist', 'src', `${entry}.js`));
+      assert.equal(workerEntry(module).href, pathToFileURL(join(REPO_ROOT, 'dist', 'src', `${entry}.bundle.cjs`)).href, entry);
     }
   });
 });
