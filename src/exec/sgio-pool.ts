@@ -363,8 +363,13 @@ export class SgIoPool {
         if (now - s.enteredSeenAt >= this.#options.stallMs && s.thread.sleeping) stuck++;
       }
     }
-    // Jobs queued behind a close on the lane (#submit) need a thread once it is stuck.
-    if (stuck === 0 && !(this.#laneStuck(now) && this.#queue.length > 0)) return;
+    // Jobs queued behind a close on the lane (#submit) go to the threads once it is stuck,
+    // as they would have gone at once had it been an ioctl (#submit's throughput rule).
+    if (stuck === 0 && this.#laneStuck(now) && this.#queue.length > 0) {
+      if (free === 0 && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
+      return;
+    }
+    if (stuck === 0) return;
     if (free === 0 && this.#slots.length < this.#options.maxThreads) this.#spawn();
   }
 
