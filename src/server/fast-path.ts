@@ -27,9 +27,10 @@
  * attached for `idleMs`: every connection comes back to the main thread (Handback
  * 'read'), and each worker ends after its current wait.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { OneShotEpoll } from '../sys/epoll.js';
 import { threadSleeping } from '../sys/sgio.js';
+import { workerThreads } from '../util/builtins.js';
 import {
   Flag, GENERATION_MASK, MAX_SLOTS, Owner, WorkerControl, slotTag, stateWord, tagGeneration, tagSlot,
   type Handback, type WorkerData, type WorkerMessage,
@@ -299,7 +300,7 @@ export class FastPath {
       requests: this.#served.buffer as SharedArrayBuffer, flags: this.#flags.buffer as SharedArrayBuffer,
       control: control.buffer as SharedArrayBuffer, timeoutMs: this.#options.timeoutMs, features: this.#options.features, extra,
     };
-    const worker = new Worker(WORKER_URL, {
+    const worker = new (workerThreads().Worker)(WORKER_URL, {
       workerData,
       // The thread serves sockets and ioctls with small, short-lived objects.
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
