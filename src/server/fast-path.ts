@@ -35,6 +35,7 @@ import {
   Flag, GENERATION_MASK, MAX_SLOTS, Owner, WorkerControl, slotTag, stateWord, tagGeneration, tagSlot,
   type Handback, type WorkerData, type WorkerMessage,
 } from './fast-path-shared.js';
+import { monotonicMs } from '../util/clock.js';
 
 export interface FastPathOptions {
   /** Workers kept free for new requests. */
@@ -109,9 +110,9 @@ export class FastPath {
   #timer: NodeJS.Timeout | null = null;
   #disabled = false;
   #closed = false;
-  /** When workers died unasked in the last minute (performance.now()). */
+  /** When workers died unasked in the last minute (monotonicMs()). */
   #deaths: number[] = [];
-  /** When a worker was last seen stuck (performance.now()). */
+  /** When a worker was last seen stuck (monotonicMs()). */
   #lastStuck = -Infinity;
   /** Connections are handed over: a worker has loaded since the workers were last wanted. */
   #active = false;
@@ -344,7 +345,7 @@ export class FastPath {
       }
     }
     if (leaving) return;
-    const now = performance.now();
+    const now = monotonicMs();
     this.#deaths = this.#deaths.filter((t) => now - t < 60_000);
     this.#deaths.push(now);
     if (!state.ready || this.#deaths.length > 3) {
@@ -399,7 +400,7 @@ export class FastPath {
       if (w.stuck) stuck++;
     }
     const free = this.#workers.filter((w) => !w.stuck && Atomics.load(w.control, WorkerControl.EXIT) === 0).length;
-    const now = performance.now();
+    const now = monotonicMs();
     if (stuck > 0) {
       this.#lastStuck = now;
       for (let n = free; n < this.#options.workers && this.#workers.length < this.#options.maxWorkers; n++) this.#spawn(true);
