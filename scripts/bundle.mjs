@@ -15,7 +15,7 @@
  * usage: node scripts/bundle.mjs   (from anywhere, after tsc -p .)
  */
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -80,4 +80,12 @@ for (const [entry, out] of ENTRIES) {
     logLevel: 'warning',
     legalComments: 'none',
   });
+  // esbuild escapes non-ASCII characters in code but keeps them in comments (a few § and ≤).
+  // One of them makes V8 hold the whole source, which it keeps for lazy compilation, as a
+  // two-byte string: 0.25 MB more heap in every image (issue 16). \uXXXX is the same text in
+  // a comment, and the same character anywhere else.
+  const outfile = join(src, out);
+  const text = await readFile(outfile, 'utf8');
+  const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (ascii !== text) await writeFile(outfile, ascii);
 }

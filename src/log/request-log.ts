@@ -23,6 +23,7 @@ import type { ScsiOutcome } from '../scsi/constants.js';
 import type { Logger } from './logger.js';
 import { DEFAULT_LIMITS, LogLimiter, type LimitedEvent, type Limits } from './limiter.js';
 import { nodeCrypto } from '../util/builtins.js';
+import { monotonicMs } from '../util/clock.js';
 
 export interface RequestLogOptions {
   /** Print reservation keys in full instead of fingerprints. */
@@ -38,7 +39,7 @@ export interface LogClock {
 }
 
 const realClock: LogClock = {
-  now: () => performance.now(),
+  now: monotonicMs,
   later(ms, run) {
     setTimeout(run, ms).unref();
   },

@@ -27,12 +27,18 @@ export function supportsDisableSigusr1(version: string): boolean {
 }
 
 /**
- * The Node flags for an image we start: the memory setting the launcher chose, and the
+ * The memory flags bin/qemu-pr-helper gives Node (its comment says why): young-generation
+ * sizes, the highest JavaScript tier, no second mapping of the builtins.
+ */
+const MEMORY_FLAG = /^(--m(ax|in)-semi-space-size=\d+|--max-opt=\d+|--no-short-builtin-calls)$/;
+
+/**
+ * The Node flags for an image we start: the memory settings the launcher chose, and the
  * inspector lock-out. Nothing else from our own execArgv is passed on (an --inspect or
  * --require given by hand to the first image stops there).
  */
 export function hardenedNodeFlags(execArgv: readonly string[], version: string): string[] {
-  const flags = execArgv.filter((a) => /^--m(ax|in)-semi-space-size=\d+$/.test(a));
+  const flags = execArgv.filter((a) => MEMORY_FLAG.test(a));
   flags.push(UNBINDABLE_INSPECTOR);
   if (supportsDisableSigusr1(version)) flags.push(DISABLE_SIGUSR1);
   return flags;

@@ -21,6 +21,7 @@ import { describeDevice } from './device-info.js';
 import type { FastPath, FastPathClient, FastPathTicket } from './fast-path.js';
 import { handbackFds, type Handback, type ReceivedChunk } from './fast-path-shared.js';
 import { closeClientSocket, mainThreadReceiver, receive, send, type Failure } from './wire.js';
+import { monotonicMs } from '../util/clock.js';
 
 export interface ConnectionDeps {
   executor: ScsiExecutor;
@@ -239,7 +240,7 @@ export class Connection implements FastPathClient {
     const { observer, info } = this.#deps;
     // Read while the fd is still open: it is closed as soon as the request settles.
     const device = observer.wantsDevices ? describeDevice(request.fd) : null;
-    const started = performance.now();
+    const started = monotonicMs();
     observer.notify({ type: 'request', connection: info, request, device });
     let settled: Promise<ScsiOutcome>;
     try {
@@ -267,7 +268,7 @@ export class Connection implements FastPathClient {
     const response = this.#session.respond(request, outcome);
     this.#deps.observer.notify({
       type: 'response', connection: this.#deps.info, request, device, outcome,
-      bytesOut: response.length, elapsedMs: performance.now() - started,
+      bytesOut: response.length, elapsedMs: monotonicMs() - started,
     });
     this.#write(response);
   }

@@ -6,7 +6,7 @@
  * whole SCSI timeout; only its own thread waits (docs/internals.md#sg_io-threads).
  */
 import { readFileSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { allocNative, freeNative, libc, lastErrno, type NativeBlock } from './libc.js';
 import { errnoCode } from './errors.js';
 import {
@@ -14,6 +14,7 @@ import {
 } from './layouts.js';
 import { Control, Op, State } from './sgio-control.js';
 import { workerEntry } from '../util/worker-entry.js';
+import { workerThreads } from '../util/builtins.js';
 
 /** Sizes of the request area; the protocol layer never asks for more. */
 export const SGIO_MAX_CDB = 16;
@@ -212,7 +213,7 @@ export class SgIoThread {
 
   constructor(completionFd: number) {
     this.#control = new Int32Array(new SharedArrayBuffer(Control.SIZE * 4));
-    this.#worker = new Worker(WORKER_URL, {
+    this.#worker = new (workerThreads().Worker)(WORKER_URL, {
       workerData: { control: this.#control.buffer, completionFd },
       // The thread does nothing but wait and ioctl: keep its heap small.
       resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },

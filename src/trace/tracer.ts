@@ -13,6 +13,7 @@ import type { SgIoResult } from '../sys/sgio.js';
 import { interpretSgIo } from '../scsi/sgio-status.js';
 import { decodeSense } from '../scsi/sense.js';
 import { NIL, hexByte, pointerLike, quoted, traceLine, type TraceEventName } from './events.js';
+import { monotonicMs } from '../util/clock.js';
 
 export interface TraceSink {
   write(text: string): void;
@@ -55,10 +56,10 @@ export class Tracer implements ServerObserver {
   readonly #enabled: ReadonlySet<string>;
   readonly #sink: TraceSink;
   readonly #now: () => number;
-  /** When each SG_IO job was submitted (performance.now()), for prh_sgio_complete. */
+  /** When each SG_IO job was submitted (monotonicMs()), for prh_sgio_complete. */
   readonly #submittedAt = new Map<number, number>();
 
-  constructor(enabled: ReadonlySet<string>, sink: TraceSink, now: () => number = () => performance.now()) {
+  constructor(enabled: ReadonlySet<string>, sink: TraceSink, now: () => number = () => monotonicMs()) {
     this.#enabled = enabled;
     this.#sink = sink;
     this.#now = now;

@@ -2,7 +2,8 @@
  * Node built-in modules that only some images use, loaded on first use rather than when
  * imported: each costs milliseconds of start-up to compile (docs/performance.md, start-up).
  * child_process: only the root image's janitor and the -d launcher start processes;
- * worker_threads: the image that drops privileges never starts a thread; crypto (some 17
+ * worker_threads: the image that drops privileges never starts a thread, nor does one VM's
+ * serving image (it and the streams it pulls in are 1.7 MB of RSS, issue 16); crypto (some 17
  * internal modules): only for a new staging name and for key fingerprints in log lines.
  */
 import { createRequire } from 'node:module';

@@ -15,9 +15,10 @@ test('re-exec flags keep the memory setting, drop anything else, add the inspect
   assert.deepEqual(hardenedNodeFlags(['--max-semi-space-size=2', '--inspect=0.0.0.0:9229', '--require', '/tmp/x.cjs'], 'v20.20.2'),
     ['--max-semi-space-size=2', UNBINDABLE_INSPECTOR]);
   assert.deepEqual(hardenedNodeFlags([], 'v24.1.0'), [UNBINDABLE_INSPECTOR, '--disable-sigusr1']);
-  // bin/qemu-pr-helper's young-generation sizes, both (start-up: fewer scavenges).
-  assert.deepEqual(hardenedNodeFlags(['--max-semi-space-size=2', '--min-semi-space-size=2', '--min-semi-space-size=x'], 'v20.20.2'),
-    ['--max-semi-space-size=2', '--min-semi-space-size=2', UNBINDABLE_INSPECTOR]);
+  // bin/qemu-pr-helper's memory flags, all of them, in their order.
+  const launcher = ['--max-semi-space-size=1', '--min-semi-space-size=1', '--max-opt=1', '--no-short-builtin-calls'];
+  assert.deepEqual(hardenedNodeFlags([...launcher, '--min-semi-space-size=x', '--max-opt', '--max-opt=1x', '--no-short-builtin-calls=1'], 'v20.20.2'),
+    [...launcher, UNBINDABLE_INSPECTOR]);
 });
 
 test('code-loading variables are removed, others kept', () => {
