@@ -178,8 +178,8 @@ async function bareStartupMs(): Promise<number> {
   return Number((h.exitedAt ?? h.spawnedAt) - h.spawnedAt) / 1e6;
 }
 
-// The bare-Node reference issue 16's RSS target was set against (bin/qemu-pr-helper's
-// young-generation setting then; it now also caps V8's tiers, which bare Node does not).
+// The bare-Node reference issue 16's RSS target was set against: bin/qemu-pr-helper's
+// young-generation setting.
 const SEMI = '--max-semi-space-size=2';
 const READ_KEYS = prInCdb({ sa: 0, allocationLength: 512 }); // loadgen's request
 

@@ -28,9 +28,9 @@ export function supportsDisableSigusr1(version: string): boolean {
 
 /**
  * The memory flags bin/qemu-pr-helper gives Node (its comment says why): young-generation
- * sizes, the highest JavaScript tier, no second mapping of the builtins.
+ * sizes, no second mapping of the builtins.
  */
-const MEMORY_FLAG = /^(--m(ax|in)-semi-space-size=\d+|--max-opt=\d+|--no-short-builtin-calls)$/;
+const MEMORY_FLAG = /^(--m(ax|in)-semi-space-size=\d+|--no-short-builtin-calls)$/;
 
 /**
  * The Node flags for an image we start: the memory settings the launcher chose, and the

@@ -87,8 +87,8 @@ describe('bin/qemu-pr-helper hands Node a clean start', () => {
     const r = handOff({}, ['-k', '/run/a b.sock', '-v']);
     assert.equal(r.status, 0, r.stderr);
     // Node makes the script's path absolute by name (path.resolve): that must be the file.
-    assert.deepEqual([...r.args.slice(0, 5), resolve(r.args[5] ?? ''), ...r.args.slice(6)], [
-      '--max-semi-space-size=1', '--min-semi-space-size=1', '--max-opt=1', '--no-short-builtin-calls', '--inspect-port=[fe80::1]:9229',
+    assert.deepEqual([...r.args.slice(0, 4), resolve(r.args[4] ?? ''), ...r.args.slice(5)], [
+      '--max-semi-space-size=2', '--min-semi-space-size=2', '--no-short-builtin-calls', '--inspect-port=[fe80::1]:9229',
       ENTRY, '-k', '/run/a b.sock', '-v',
     ]);
     assert.equal(r.env.get('QEMU_PR_HELPER_ARGV0'), OUR_HELPER);
@@ -104,7 +104,7 @@ describe('bin/qemu-pr-helper hands Node a clean start', () => {
         join(dir, 'sub', '..', 'bin', 'qemu-pr-helper')]) {
         const r = handOff({}, [], { launcher });
         assert.equal(r.status, 0, r.stderr);
-        assert.equal(resolve(r.args[5] ?? ''), ENTRY, launcher);
+        assert.equal(resolve(r.args[4] ?? ''), ENTRY, launcher);
         assert.equal(r.env.get('QEMU_PR_HELPER_ARGV0'), launcher, 'the name as invoked, for messages');
       }
     } finally {
