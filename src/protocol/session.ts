@@ -247,10 +247,10 @@ export class Session {
    * Encodes the response to the request being executed and readies the next request.
    * The data size invariants of docs/protocol.md §3.6 are enforced by encodeResponse.
    */
-  respond(request: PrRequest, outcome: ScsiOutcome): Uint8Array {
+  respond(request: PrRequest, outcome: ScsiOutcome, into: Uint8Array | null = null): Uint8Array {
     if (this.#phase !== 'executing') throw new Error(`Cannot respond: the session is ${this.#phase}`);
     this.#startCdb();
-    return encodeResponse(request, outcome);
+    return encodeResponse(request, outcome, into);
   }
 
   /** The peer is gone (EOF or a read error). Returns the fds still held. */

@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Opcode } from '../scsi/constants.js';
 import { PR_HELPER_CDB_SIZE, PR_HELPER_DATA_SIZE } from '../protocol/constants.js';
 import { Session, requestTransferLength, type Step } from '../protocol/session.js';
+import { MAX_RESPONSE_SIZE } from '../protocol/response.js';
 import { executeHere } from '../exec/sgio-executor.js';
 import { multipathMapOf } from '../mpath/detect.js';
 import { EpollWaiter, OneShotEpoll } from '../sys/epoll.js';
@@ -38,6 +39,8 @@ const area = new SgIoArea();
 /** runSgIoHere's own in-ioctl flag: this worker marks the whole serve in ENTERED instead. */
 const inIoctl = new Int32Array(1);
 const runHere = (fd: number, command: SgIoCommand): SgIoResult => runSgIoHere(area, fd, command, inIoctl, 0);
+/** Each response is encoded here and sent at once (copied only if the socket is full). */
+const responseBuffer = new Uint8Array(MAX_RESPONSE_SIZE);
 
 function post(message: WorkerMessage): void {
   parentPort?.postMessage(message);
@@ -127,7 +130,7 @@ function serveOne(fd: number, slot: number): Handback | null {
   }
   const outcome = executeHere(request, data.timeoutMs, runHere);
   Atomics.add(served, slot, 1);
-  const sent = send(fd, state.session.respond(request, outcome));
+  const sent = send(fd, state.session.respond(request, outcome, responseBuffer));
   switch (sent.kind) {
     case 'sent':
       return null;

@@ -106,8 +106,11 @@ export class SgIoArea {
     this.#transferLength = transferLength;
   }
 
-  /** The finished command's result (copied out); `errno` is the ioctl's, 0 on success. */
-  result(errno: number): SgIoResult {
+  /**
+   * The finished command's result; `errno` is the ioctl's, 0 on success. Its sense and data
+   * are copied out, or with `views` are views of this area, valid until the next prepare().
+   */
+  result(errno: number, views = false): SgIoResult {
     const dv = this.#dv;
     const resid = dv.getInt32(HDR_OFF + SG_IO_HDR.RESID, true);
     const transferred = Math.max(0, Math.min(this.#transferLength, this.#transferLength - resid));
@@ -117,10 +120,10 @@ export class SgIoArea {
       hostStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.HOST_STATUS, true),
       driverStatus: dv.getUint16(HDR_OFF + SG_IO_HDR.DRIVER_STATUS, true),
       resid,
-      sense: this.#u8.slice(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE),
+      sense: views ? this.#u8.subarray(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE) : this.#u8.slice(SENSE_OFF, SENSE_OFF + SGIO_SENSE_SIZE),
       // A failed ioctl transferred nothing (and its resid means nothing).
       data: this.#direction === 'from-device' && errno === 0
-        ? this.#u8.slice(DATA_OFF, DATA_OFF + transferred)
+        ? (views ? this.#u8.subarray(DATA_OFF, DATA_OFF + transferred) : this.#u8.slice(DATA_OFF, DATA_OFF + transferred))
         : new Uint8Array(0),
     };
   }
@@ -134,7 +137,8 @@ export class SgIoArea {
  * ioctl(SG_IO) on the calling thread, which it blocks for as long as the device takes (up
  * to the command's timeout; longer on a dm map queueing without paths). Only threads made
  * for that call it: the fast-path workers. `entered` is set to 1 while the call runs, so
- * that another thread can tell a stuck device from a busy thread.
+ * that another thread can tell a stuck device from a busy thread. The result's sense and
+ * data are views of `area` (no copy): the caller is done with them before its next command.
  */
 export function runSgIoHere(area: SgIoArea, fd: number, command: SgIoCommand, entered: Int32Array, slot: number): SgIoResult {
   area.prepare(command);
@@ -142,7 +146,7 @@ export function runSgIoHere(area: SgIoArea, fd: number, command: SgIoCommand, en
   const rc = libc.ioctl(fd, SG_IO, area.address);
   const errno = rc < 0 ? lastErrno() : 0;
   Atomics.store(entered, slot, 0);
-  return area.result(errno);
+  return area.result(errno, true);
 }
 
 /**

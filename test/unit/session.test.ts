@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Session, type Step } from '../../src/protocol/session.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
+import { encodeResponse, MAX_RESPONSE_SIZE } from '../../src/protocol/response.js';
 import { ScsiStatus } from '../../src/scsi/constants.js';
 import { PR_HELPER_FEATURE_CLEANUP as CLEANUP } from '../../src/protocol/constants.js';
 import { cleanupCdb, concat, decodeHeader, prInCdb, prOutCdb, prOutParams } from '../support/builders.js';
@@ -287,6 +288,26 @@ describe('Session responses', () => {
         if (op !== 0x5e || status !== 0) assert.equal(h.size, 0);
         else assert.equal(h.size, Math.min(len, dataLen));
       }), { numRuns: 500 });
+  });
+
+  test('property: a response encoded into a reused buffer is byte for byte the allocated one', () => {
+    // The fast-path worker encodes every response into one buffer: what an earlier, longer
+    // response left there (sense bytes above a short sense, data) must not show.
+    const buffer = new Uint8Array(MAX_RESPONSE_SIZE).fill(0xee);
+    fc.assert(fc.property(
+      fc.integer({ min: 0, max: 8192 }), fc.constantFrom(0, 2, 0x18), fc.uint8Array({ maxLength: 9000 }), fc.uint8Array({ maxLength: 200 }),
+      (len, status, data, sense) => {
+        const outcome = { status, sense, data };
+        const fresh = execute(prInCdb({ sa: 0, allocationLength: len }));
+        const reused = execute(prInCdb({ sa: 0, allocationLength: len }));
+        assert.ok(fresh.step.kind === 'execute' && reused.step.kind === 'execute');
+        const expected = fresh.s.respond(fresh.step.request, outcome);
+        const got = reused.s.respond(reused.step.request, outcome, buffer);
+        assert.equal(got.buffer, buffer.buffer, 'a view of the buffer');
+        assert.deepEqual(got, expected);
+      }), { numRuns: 300 });
+    assert.throws(() => encodeResponse({ opcode: 0x5e, transferLength: 8192 }, { status: 0, sense: new Uint8Array(0), data: new Uint8Array(8192) },
+      new Uint8Array(MAX_RESPONSE_SIZE - 1)), RangeError);
   });
 });
 
