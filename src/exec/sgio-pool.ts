@@ -195,25 +195,28 @@ export class SgIoPool {
   }
 
   #submit(job: Job): void {
-    if (this.#lane !== null) {
-      if (this.#laneJob === null && this.#toLane(this.#lane, job)) return;
-      // A close takes microseconds unless it blocks: wait behind it, not for a thread to
-      // load, until it counts as stuck (#check then starts a thread for the queue).
-      if (this.#laneJob?.kind === 'close' && !this.#laneStuck(Date.now()) && !this.#slots.some((s) => s.ready && s.job === null)) {
-        this.#queue.push(job);
-        this.#armCheck();
-        return;
-      }
-    }
+    if (this.#lane !== null && this.#laneJob === null && this.#toLane(this.#lane, job)) return;
     const slot = this.#slots.find((s) => s.ready && s.job === null);
     if (slot) {
       this.#dispatch(slot, job);
       return;
     }
     this.#queue.push(job);
-    const allBusy = this.#slots.every((s) => s.ready);
-    if (allBusy && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
+    // A close takes microseconds unless it blocks: wait behind it, not for a thread to
+    // load, until it counts as stuck (#check then starts a thread for the queue).
+    if (this.#laneJob?.kind === 'close' && !this.#laneStuck(Date.now())) {
+      this.#armCheck();
+      return;
+    }
+    this.#addThroughputThread();
     this.#check();
+  }
+
+  /** Starts a thread when every one is loaded and busy, up to THROUGHPUT_THREADS (see the header). */
+  #addThroughputThread(): void {
+    if (this.#slots.every((s) => s.ready && s.job !== null) && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) {
+      this.#spawn();
+    }
   }
 
   /** Starts `job` on the lane; false when it cannot (it then goes to the threads). */
@@ -363,13 +366,12 @@ export class SgIoPool {
         if (now - s.enteredSeenAt >= this.#options.stallMs && s.thread.sleeping) stuck++;
       }
     }
-    // Jobs queued behind a close on the lane (#submit) go to the threads once it is stuck,
-    // as they would have gone at once had it been an ioctl (#submit's throughput rule).
-    if (stuck === 0 && this.#laneStuck(now) && this.#queue.length > 0) {
-      if (free === 0 && this.#slots.length < Math.min(THROUGHPUT_THREADS, this.#options.maxThreads)) this.#spawn();
+    if (stuck === 0) {
+      // Jobs queued behind a close on the lane (#submit) go to the threads once it is
+      // stuck, as they would have gone at once had it been an ioctl.
+      if (this.#laneStuck(now) && this.#queue.length > 0) this.#addThroughputThread();
       return;
     }
-    if (stuck === 0) return;
     if (free === 0 && this.#slots.length < this.#options.maxThreads) this.#spawn();
   }
 

@@ -89,7 +89,7 @@ const PROBE_TIMEOUT_MS = 2000;
  * with the reply ("pid 123 idle"), rejects with why there is none.
  */
 export function probeMultipathd(cmdPath: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<string> {
-  const worker = new (workerThreads().Worker)(PROBE_URL, { workerData: { path: cmdPath, timeoutMs }, stdout: false, stderr: false });
+  const worker = new (workerThreads().Worker)(workerEntry(PROBE_MODULE), { workerData: { path: cmdPath, timeoutMs }, stdout: false, stderr: false });
   worker.unref();
   return new Promise((resolve, reject) => {
     worker.once('error', reject);
@@ -107,8 +107,8 @@ function asVersion(value: unknown): MultipathToolsVersion | null {
   return typeof a === 'number' && typeof b === 'number' && typeof c === 'number' ? [a, b, c] : null;
 }
 
-const PROBE_URL = workerEntry(new URL('./probe-main.js', import.meta.url));
-const WORKER_URL = workerEntry(new URL('./thread-main.js', import.meta.url));
+const PROBE_MODULE = new URL('./probe-main.js', import.meta.url);
+const WORKER_MODULE = new URL('./thread-main.js', import.meta.url);
 
 type Pending = (reply: MpathReply) => void;
 
@@ -140,7 +140,7 @@ export class MpathLibrary {
    * `logToSyslog`: send the library's own messages to syslog (stderr is the journal).
    */
   static open(path: string, logToSyslog = false): Promise<MpathLibrary> {
-    const worker = new (workerThreads().Worker)(WORKER_URL, { workerData: { path, logToSyslog }, stdout: false, stderr: false });
+    const worker = new (workerThreads().Worker)(workerEntry(WORKER_MODULE), { workerData: { path, logToSyslog }, stdout: false, stderr: false });
     return new Promise((resolve, reject) => {
       const onExit = (): void => reject(new Error('the multipath thread exited during start-up'));
       worker.once('exit', onExit);

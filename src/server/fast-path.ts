@@ -87,7 +87,7 @@ interface WorkerState {
   stuck: boolean;
 }
 
-const WORKER_URL = workerEntry(new URL('./fast-path-worker.js', import.meta.url));
+const WORKER_MODULE = new URL('./fast-path-worker.js', import.meta.url);
 
 export class FastPath {
   readonly #options: FastPathOptions;
@@ -302,7 +302,7 @@ export class FastPath {
       requests: this.#served.buffer as SharedArrayBuffer, flags: this.#flags.buffer as SharedArrayBuffer,
       control: control.buffer as SharedArrayBuffer, timeoutMs: this.#options.timeoutMs, features: this.#options.features, extra,
     };
-    const worker = new (workerThreads().Worker)(WORKER_URL, {
+    const worker = new (workerThreads().Worker)(workerEntry(WORKER_MODULE), {
       workerData,
       // The thread serves sockets and ioctls with small, short-lived objects.
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },

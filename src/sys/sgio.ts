@@ -202,7 +202,7 @@ export class ThreadpoolSgIo {
   }
 }
 
-const WORKER_URL = workerEntry(new URL('./sgio-thread-main.js', import.meta.url));
+const WORKER_MODULE = new URL('./sgio-thread-main.js', import.meta.url);
 
 /** One SG_IO worker thread with its request area. */
 export class SgIoThread {
@@ -217,7 +217,7 @@ export class SgIoThread {
 
   constructor(completionFd: number) {
     this.#control = new Int32Array(new SharedArrayBuffer(Control.SIZE * 4));
-    this.#worker = new (workerThreads().Worker)(WORKER_URL, {
+    this.#worker = new (workerThreads().Worker)(workerEntry(WORKER_MODULE), {
       workerData: { control: this.#control.buffer, completionFd },
       // The thread does nothing but wait and ioctl: keep its heap small.
       resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },

@@ -6,24 +6,20 @@
  * them possibly the SG_IO lane's): measured 55 ms against 100 ms to load a fast-path worker,
  * and less contention when several load at once, as in a burst of connections
  * (docs/performance.md). Current means not older than the module, as for the main bundle
- * (src/cli/entry.cts): tsc rewrites the module on every build.
+ * (src/cli/entry.cts, which cannot import this module: it must parse on old Nodes): tsc
+ * rewrites the module on every build. Asked as each thread starts, not when the modules
+ * load: an image that starts no thread pays nothing.
  */
 import { statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const chosen = new Map<string, URL>();
-
 export function workerEntry(module: URL): URL {
-  const known = chosen.get(module.href);
-  if (known !== undefined) return known;
   const path = fileURLToPath(module);
   const bundle = path.replace(/\.js$/, '.bundle.cjs');
-  let entry = module;
   try {
-    if (bundle !== path && statSync(bundle).mtimeMs >= statSync(path).mtimeMs) entry = pathToFileURL(bundle);
+    if (bundle !== path && statSync(bundle).mtimeMs >= statSync(path).mtimeMs) return pathToFileURL(bundle);
   } catch {
     // no bundle (a plain `tsc -p .`), or no module: the module, as given
   }
-  chosen.set(module.href, entry);
-  return entry;
+  return module;
 }

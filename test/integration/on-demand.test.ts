@@ -68,6 +68,15 @@ async function lingeringFd(): Promise<{ fd: number; closed: () => boolean; dispo
   return { fd, closed: () => target(fd) !== socket, dispose: () => lingering.dispose() };
 }
 
+/** Gives the pool `fd` to close (a lingering one holds the lane): whether its close is still running, and its end. */
+function holdLane(pool: SgIoPool, fd: number): { holding: Promise<void>; held: () => boolean } {
+  let held = true;
+  const holding = pool.release(fd).then(() => {
+    held = false;
+  });
+  return { holding, held: () => held };
+}
+
 test('the lane: 200 sequential SG_IO-then-close and close jobs start no thread, and close every fd', async () => {
   const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true });
   const fdsBefore = readdirSync('/proc/self/fd').length;
@@ -93,16 +102,13 @@ test('the lane busy with a close that blocks: the next job waits until it is stu
   const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true, idleMs: 1000 });
   const lingering = await lingeringFd();
   try {
-    let held = true;
-    const holding = pool.release(lingering.fd).then(() => {
-      held = false;
-    });
+    const { holding, held } = holdLane(pool, lingering.fd);
     assert.equal(pool.laneBusy, true);
     const fd = devNullCopy();
     const result = await pool.runAndRelease(fd, COMMAND);
     assert.equal(result.error, 'ENOTTY');
     assert.equal(isOpenFd(fd), false);
-    assert.equal(held, true, 'answered while the lane still blocks');
+    assert.equal(held(), true, 'answered while the lane still blocks');
     assert.equal(pool.threadCount, 1, 'one thread, started for it');
     await holding;
     assert.equal(lingering.closed(), true, 'the lingering fd is closed once its close returns');
@@ -144,10 +150,7 @@ test('a lane job outstanding for stallMs is stuck: no thread starts ahead for it
   const pool = new SgIoPool({ ...DEFAULT_POOL_OPTIONS, lazy: true, threadpool: true, idleMs: 200 });
   const lingering = await lingeringFd();
   try {
-    let held = true;
-    const holding = pool.release(lingering.fd).then(() => {
-      held = false;
-    });
+    const { holding, held } = holdLane(pool, lingering.fd);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(pool.threadCount, 0, 'nothing started ahead: one connection sends nothing more meanwhile');
     const fd = devNullCopy();
@@ -155,7 +158,7 @@ test('a lane job outstanding for stallMs is stuck: no thread starts ahead for it
     assert.equal(pool.threadCount, 1);
     // Idle for several idleMs (reaped every second at most), yet kept: the lane is stuck.
     await new Promise((resolve) => setTimeout(resolve, 1200));
-    assert.equal(held, true, 'the lane is still held');
+    assert.equal(held(), true, 'the lane is still held');
     assert.equal(pool.threadCount, 1, 'kept while the lane is stuck');
     await holding;
     await pollUntil(() => pool.threadCount === 0, 'the thread to leave once the lane is free', 10_000);
